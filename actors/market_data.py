@@ -1,0 +1,281 @@
+"""The market-data actor of one venue: sole writer of its quote board and price-alarm index.
+
+A *source* feeds it: the offline ``sim`` market on a timer, a ``replay`` file, or a live venue
+feed (websocket + REST fallback). Whatever the source, quotes land on the same board through the
+same :class:`FeedSink` methods, and the same alarm index is checked on every update.
+
+Readers (account actors, the HTTP front door) read the board through :class:`MarketData`'s
+read-only methods. Accounts register and cancel alarms by message. A fired alarm is delivered to
+its account with ``send_nowait`` (market data never blocks on a slow account); a drop is counted,
+and the account's periodic re-check of its triggers covers it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import trio
+
+from .clock import ServiceClock
+from .domain.alarms import Alarm, AlarmIndex
+from .domain.market import Instrument, MarkPrice, OrderBook, Quote
+from .messages import AlarmFired, Envelope
+
+log = logging.getLogger("actors.market_data")
+
+
+class AddAlarm(msgspec.Struct, frozen=True, tag=True):
+    alarm: Alarm
+
+
+class CancelAlarms(msgspec.Struct, frozen=True, tag=True):
+    alarm_ids: tuple[str, ...]
+
+
+class CancelAccountAlarms(msgspec.Struct, frozen=True, tag=True):
+    account_id: str
+
+
+class AcquireSymbol(msgspec.Struct, frozen=True, tag=True):
+    symbol: str
+
+
+class ReleaseSymbol(msgspec.Struct, frozen=True, tag=True):
+    symbol: str
+
+
+MarketCommand = AddAlarm | CancelAlarms | CancelAccountAlarms | AcquireSymbol | ReleaseSymbol
+
+
+class FeedStatus(msgspec.Struct, kw_only=True):
+    state: str = "connecting"
+    detail: str = ""
+    last_message_at: float | None = None
+    messages: int = 0
+
+
+class MarketData:
+    """Handle of a market-data actor: read-only views plus the command channel."""
+
+    def __init__(self, venue: str, clock: ServiceClock, commands: trio.MemorySendChannel[MarketCommand]) -> None:
+        self.venue = venue
+        self._clock = clock
+        self._commands = commands
+        self._quotes: dict[str, Quote] = {}
+        self._early_marks: dict[str, MarkPrice] = {}
+        self._instruments: dict[str, Instrument] = {}
+        self._alarm_sinks: dict[str, trio.MemorySendChannel[Envelope]] = {}
+        self.alarms = AlarmIndex()
+        self.status = FeedStatus()
+        self.counters: Counter[str] = Counter()
+        self.ready = trio.Event()
+
+    # ---- read-only views (any task)
+
+    def quote(self, symbol: str) -> Quote | None:
+        return self._quotes.get(symbol)
+
+    def instrument(self, symbol: str) -> Instrument | None:
+        return self._instruments.get(symbol)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._instruments)
+
+    def health(self) -> dict[str, Any]:
+        now = self._clock.now()
+        age = None if self.status.last_message_at is None else round(now - self.status.last_message_at, 3)
+        return {
+            "venue": self.venue,
+            "state": self.status.state,
+            "detail": self.status.detail,
+            "last_message_age_seconds": age,
+            "symbols": len(self._quotes),
+            "alarms": len(self.alarms),
+            "alarms_dropped": self.counters["alarms_dropped"],
+            "malformed": self.counters["malformed"],
+        }
+
+    def is_fresh(self, max_age: float) -> bool:
+        now = self._clock.now()
+        return bool(self._quotes) and all(q.age(now) <= max_age for q in self._quotes.values())
+
+    # ---- commands (by message, processed by the actor)
+
+    async def add_alarm(self, alarm: Alarm) -> None:
+        await self._commands.send(AddAlarm(alarm))
+
+    async def cancel_alarms(self, *alarm_ids: str) -> None:
+        if alarm_ids:
+            await self._commands.send(CancelAlarms(tuple(alarm_ids)))
+
+    async def cancel_account_alarms(self, account_id: str) -> None:
+        await self._commands.send(CancelAccountAlarms(account_id))
+
+    async def acquire(self, symbol: str) -> None:
+        await self._commands.send(AcquireSymbol(symbol))
+
+    async def release(self, symbol: str) -> None:
+        await self._commands.send(ReleaseSymbol(symbol))
+
+    def register_account(self, account_id: str, sink: trio.MemorySendChannel[Envelope]) -> None:
+        """Where this account's fired alarms go (its supervisor-owned control channel)."""
+        self._alarm_sinks[account_id] = sink
+
+    def unregister_account(self, account_id: str) -> None:
+        self._alarm_sinks.pop(account_id, None)
+
+    # ---- the FeedSink side (called only from the actor's own tasks)
+
+    def set_instruments(self, instruments: dict[str, Instrument]) -> None:
+        self._instruments.update(instruments)
+
+    def publish_book(self, book: OrderBook) -> None:
+        previous = self._quotes.get(book.symbol)
+        mark = previous.mark if previous is not None else self._early_marks.pop(book.symbol, None)
+        self._quotes[book.symbol] = Quote(symbol=book.symbol, book=book, mark=mark, last_price=book.mid)
+        self._touch(book.received_at)
+        if book.bids:
+            self._fire(book.symbol, "bid", book.bids[0][0])
+        if book.asks:
+            self._fire(book.symbol, "ask", book.asks[0][0])
+        if book.mid is not None:
+            self._fire(book.symbol, "last", book.mid)
+
+    def publish_mark(self, mark: MarkPrice) -> None:
+        previous = self._quotes.get(mark.symbol)
+        if previous is None:  # kept until the symbol's first book arrives
+            self._early_marks[mark.symbol] = mark
+            self._touch(mark.received_at)
+            return
+        self._quotes[mark.symbol] = msgspec.structs.replace(previous, mark=mark)
+        self._touch(mark.received_at)
+        self._fire(mark.symbol, "mark", mark.mark)
+
+    def set_feed_state(self, state: str, detail: str = "") -> None:
+        if state != self.status.state:
+            log.info("%s feed: %s %s", self.venue, state, detail)
+        self.status.state = state
+        self.status.detail = detail
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def _touch(self, received_at: float) -> None:
+        self.status.last_message_at = received_at
+        self.status.messages += 1
+
+    def _fire(self, symbol: str, price_type: str, price: Decimal) -> None:
+        for alarm in self.alarms.on_price(symbol, price_type, price):
+            sink = self._alarm_sinks.get(alarm.account_id)
+            if sink is None:
+                self.counters["alarms_orphaned"] += 1
+                continue
+            message = AlarmFired(
+                alarm_id=alarm.alarm_id, symbol=symbol, kind=alarm.kind, ref=alarm.ref,
+                threshold=alarm.threshold, price=price,
+            )
+            try:
+                sink.send_nowait(Envelope(msg=message))
+                self.counters["alarms_fired"] += 1
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.counters["alarms_dropped"] += 1
+
+    def _handle(self, command: MarketCommand) -> None:
+        match command:
+            case AddAlarm(alarm):
+                self.alarms.add(alarm)
+                quote = self._quotes.get(alarm.symbol)
+                if quote is not None:  # already crossed: fire at once rather than on the next tick
+                    price = _price_of(quote, alarm.price_type)
+                    if price is not None:
+                        self._fire(alarm.symbol, alarm.price_type, price)
+            case CancelAlarms(alarm_ids):
+                for alarm_id in alarm_ids:
+                    self.alarms.cancel(alarm_id)
+            case CancelAccountAlarms(account_id):
+                self.alarms.cancel_account(account_id)
+            case AcquireSymbol() | ReleaseSymbol():
+                pass  # handled by sources that subscribe per symbol (see live feeds)
+
+
+def _price_of(quote: Quote, price_type: str) -> Decimal | None:
+    if price_type == "mark":
+        return quote.mark.mark if quote.mark is not None else None
+    if price_type == "bid":
+        return quote.book.best_bid
+    if price_type == "ask":
+        return quote.book.best_ask
+    return quote.book.mid
+
+
+Source = Callable[..., Awaitable[None]]
+
+
+async def market_data_actor(
+    venue: str,
+    source: Source,
+    clock: ServiceClock,
+    *,
+    command_buffer: int = 4096,
+    task_status: trio.TaskStatus[MarketData] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``source(handle, symbol_commands, task_status=...)`` and serve alarm commands.
+
+    The source must publish instruments and a first quote for each symbol before it reports
+    started, so that the actor is ready with data when ``nursery.start`` returns.
+    """
+    send, receive = trio.open_memory_channel[MarketCommand](command_buffer)
+    handle = MarketData(venue, clock, send)
+    symbol_send, symbol_receive = trio.open_memory_channel[AcquireSymbol | ReleaseSymbol](command_buffer)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source, handle, symbol_receive)
+        handle.ready.set()
+        task_status.started(handle)
+        async with receive, symbol_send:
+            async for command in receive:
+                if isinstance(command, (AcquireSymbol, ReleaseSymbol)):
+                    try:
+                        symbol_send.send_nowait(command)
+                    except trio.WouldBlock:
+                        await symbol_send.send(command)
+                handle._handle(command)
+        nursery.cancel_scope.cancel()
+
+
+def sim_source(seed: int, symbols: tuple[str, ...], interval: float, volatility_bps: float, clock: ServiceClock) -> Source:
+    """The offline sim market as a market-data source."""
+    from .venues.sim import SimMarket
+
+    async def run(handle: MarketData, symbol_commands: trio.MemoryReceiveChannel[Any], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        market = SimMarket(seed, symbols, volatility_bps=volatility_bps)
+        handle.set_instruments(market.instruments())
+
+        def step() -> None:
+            now = clock.now()
+            for book, mark in market.step(int(now * 1000), now):
+                handle.publish_book(book)
+                handle.publish_mark(mark)
+
+        step()
+        handle.set_feed_state("connected", "sim")
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_discard, symbol_commands)  # every sim symbol is always live
+            while True:
+                await trio.sleep(interval)
+                step()
+
+    return run
+
+
+async def _discard(channel: trio.MemoryReceiveChannel[Any]) -> None:
+    async with channel:
+        async for _ in channel:
+            pass

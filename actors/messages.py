@@ -1,0 +1,164 @@
+"""Inter-actor messages: frozen msgspec Structs, one union per inbox.
+
+Commands are imperative (``SubmitDecision``), events past tense (``AlarmFired``). A request that
+needs an answer travels inside an :class:`Envelope` that carries its :class:`Reply` slot beside the
+payload, so the payload itself stays a plain serializable value.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+import trio
+
+from .domain.decisions import Decision
+from .domain.risk import RiskLimits
+
+T = TypeVar("T")
+
+TradingState = Literal["active", "reducing", "halted"]
+ActorState = Literal["starting", "running", "restarting", "failed", "stopped"]
+
+
+class Reply(Generic[T]):
+    """A one-shot reply slot: the cheapest request/reply primitive in trio (an Event + a value)."""
+
+    __slots__ = ("_event", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, value: T) -> None:
+        if self._event.is_set():
+            return
+        self._value = value
+        self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self._event.is_set():
+            return
+        self._error = error
+        self._event.set()
+
+    async def wait(self) -> T:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- front door -> account (inbox)
+
+
+class SubmitDecision(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    decision: Decision
+    fingerprint: str
+    request_json: str
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    order_id: str
+
+
+class SetProtection(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    symbol: str
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+
+
+class Inspect(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+# ---------------------------------------------------------------- control path (priority)
+
+
+class SetTradingState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    state: TradingState
+    reason: str | None = None
+    source: Literal["account", "global", "loss_limit"] = "account"
+
+
+class SetGlobalState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The global trading state changed; the account re-evaluates its effective state."""
+
+    state: TradingState
+
+
+class CloseAll(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    reason: str = "close_all"
+
+
+class UpdateRiskLimits(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    limits: RiskLimits
+
+
+class AlarmFired(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """From the market-data actor: one of the account's price alarms was crossed."""
+
+    alarm_id: str
+    symbol: str
+    kind: str
+    ref: str
+    threshold: Decimal
+    price: Decimal
+
+
+class InjectCrash(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Test-only fault hook: the actor raises when it handles this (or in its next decision)."""
+
+    where: Literal["now", "next_decision", "mid_decision"] = "now"
+
+
+AccountCommand = SubmitDecision | CancelOrder | SetProtection | Inspect
+ControlCommand = SetTradingState | SetGlobalState | CloseAll | UpdateRiskLimits | InjectCrash
+AccountMessage = AccountCommand | ControlCommand
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    """A message and where to answer it."""
+
+    msg: Any
+    reply: Reply[Any] | None = None
+    enqueued_at: float = 0.0
+
+
+# ---------------------------------------------------------------- replies
+
+
+class Rejection(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class AccountUnavailable(Exception):
+    """The account cannot take the message now (restarting, failed, inbox full, stopping)."""
+
+    def __init__(self, account_id: str, reason: str, retry_after: float = 1.0) -> None:
+        super().__init__(f"account {account_id} is unavailable: {reason}")
+        self.account_id = account_id
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class UnknownAccount(Exception):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no account {account_id!r}")
+        self.account_id = account_id
+
+
+class DecisionConflict(Exception):
+    """Same decision id, different body."""
+
+
+class ActorCrashed(Exception):
+    """The account actor crashed while handling this message; nothing of it was committed."""
