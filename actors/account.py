@@ -257,17 +257,17 @@ class AccountActor:
         return math.inf
 
     async def _handle(self, envelope: Envelope) -> None:
+        # ``current`` stays set if the handler raises: the supervisor answers it with an error.
         self.mailbox.current = envelope
         try:
             result = await self._dispatch(envelope.msg)
-        except (DecisionConflict, CloseAllCancelled) as exc:
+        except (DecisionConflict, CloseAllCancelled, ProtectionError) as exc:
             if envelope.reply is not None:
                 envelope.reply.fail(exc)
         else:
             if envelope.reply is not None:
                 envelope.reply.set(result)
-        finally:
-            self.mailbox.current = None
+        self.mailbox.current = None
 
     async def _dispatch(self, msg: Any) -> Any:
         match msg:
