@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -341,14 +342,12 @@ class AccountActor:
 
     async def _submit_decision(self, msg: SubmitDecision) -> bytes:
         decision = msg.decision
-        stored = await self._stored_decision(decision.decision_id)
-        if stored is not None:
-            fingerprint, result = stored
-            if fingerprint != msg.fingerprint:
-                raise DecisionConflict(
-                    f"decision_id {decision.decision_id!r} was already used with a different body"
-                )
-            return result
+        # Idempotency: recent ids are answered from memory; an older id is caught by the unique
+        # index on (account_id, decision_id) when its commit fails, before anything is applied,
+        # so a new decision (the common case) costs no extra database round.
+        cached = self.state.recent.get(decision.decision_id)
+        if cached is not None:
+            return self._replay_stored(decision.decision_id, cached, msg.fingerprint)
         if self.crash_next_decision:
             self.crash_next_decision = False
             raise InjectedCrash(f"injected crash in account {self.account_id} while handling a decision")
@@ -373,9 +372,22 @@ class AccountActor:
             (self.account_id, decision.decision_id, msg.fingerprint, msg.request_json,
              result["status"], encoded.decode(), plan.now),
         ))
-        await self._commit(plan)
+        try:
+            await self._commit(plan)
+        except sqlite3.IntegrityError:
+            stored = await self._stored_decision(decision.decision_id)
+            if stored is None:
+                raise
+            self._remember(decision.decision_id, *stored)
+            return self._replay_stored(decision.decision_id, stored, msg.fingerprint)
         self._remember(decision.decision_id, msg.fingerprint, encoded)
         return encoded
+
+    @staticmethod
+    def _replay_stored(decision_id: str, stored: tuple[str, bytes], fingerprint: str) -> bytes:
+        if stored[0] != fingerprint:
+            raise DecisionConflict(f"decision_id {decision_id!r} was already used with a different body")
+        return stored[1]
 
     def _remember(self, decision_id: str, fingerprint: str, encoded: bytes) -> None:
         recent = self.state.recent
@@ -384,9 +396,6 @@ class AccountActor:
             recent.popitem(last=False)
 
     async def _stored_decision(self, decision_id: str) -> tuple[str, bytes] | None:
-        cached = self.state.recent.get(decision_id)
-        if cached is not None:
-            return cached
         rows = await self.ctx.persistence.query(
             "SELECT fingerprint, result FROM decisions WHERE account_id = ? AND decision_id = ?",
             (self.account_id, decision_id),

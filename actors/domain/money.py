@@ -67,10 +67,12 @@ def fmt(value: Decimal | None) -> str | None:
     """Render a Decimal for the wire: plain notation, no exponent, no trailing zeros."""
     if value is None:
         return None
-    if value == 0:
-        return "0"
-    text = format(value.normalize(), "f")
-    return text
+    text = str(value)
+    if "E" in text:
+        text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def cents(value: Decimal) -> Decimal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import math
 import os
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,7 @@ from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..domain.decisions import DecisionIn, InvalidDecision, request_fingerprint, validate_decision
+from ..domain.decisions import Decision, DecisionIn, InvalidDecision, request_fingerprint, validate_decision
 from ..domain.money import BadAmount, fmt, to_decimal
 from ..domain.risk import InvalidLimits, RiskLimits, merge_limits
 from ..messages import (
@@ -52,6 +53,25 @@ class AccountIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     venue: str = "sim"
     balance: str | int | float = "10000"
     risk: dict[str, Any] = {}
+
+
+_AMOUNT_FIELDS = ("quantity", "notional", "take_profit", "stop_loss", "price", "reference_price",
+                  "max_slippage_bps")
+
+
+def _check_amount_range(decision: Decision) -> None:
+    """Refuse a string amount outside the range of a JSON number (``"1e999"``, ``"1e-999"``).
+
+    The decoder already refuses ``1e999`` written as a number ("Number out of range"); the same
+    amount written as a string must not get further (to the risk gate, or into a stored result).
+    """
+    for name in _AMOUNT_FIELDS:
+        value = getattr(decision, name)
+        if value is None:
+            continue
+        as_float = float(value)
+        if math.isinf(as_float) or (as_float == 0 and value != 0):
+            raise InvalidDecision(f"{name} is out of range (beyond what a JSON number can hold)", name)
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -167,6 +187,7 @@ def create_app(service: Any) -> QuartTrio:
         try:
             raw = _decision_decoder.decode(body)
             decision = validate_decision(raw)
+            _check_amount_range(decision)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             error = from_validation_error(exc)
             await audit_malformed(account_id, body, error)
@@ -460,7 +481,7 @@ def create_app(service: Any) -> QuartTrio:
             equity += position.net_pnl
             curve.append((position.closed_at or 0.0, equity))
         result = compute(closed, curve)
-        return json_response(msgspec.to_builtins(result, decimal_format="string") | {"account_id": account_id})
+        return json_response(msgspec.to_builtins(result) | {"account_id": account_id})
 
     # ---------------------------------------------------------------- risk and kill switches
 
@@ -592,4 +613,8 @@ def create_app(service: Any) -> QuartTrio:
     async def openapi() -> Response:
         return json_response(OPENAPI)
 
+    from .faults import faults_enabled, mount_faults
+
+    if faults_enabled():
+        mount_faults(app, service, json_response)
     return app
