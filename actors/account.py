@@ -634,7 +634,8 @@ class AccountActor:
         plan.orders[order.id] = order
         plan.statements.append(order.statement())
         plan.event("order.placed", {"order_id": order.id, "symbol": order.symbol, "side": order.side,
-                                    "type": order.type, "quantity": fmt(order.quantity)})
+                                    "order_type": order.type, "purpose": order.purpose,
+                                    "quantity": fmt(order.quantity)})
         plan.event("order.filled", {"order_id": order.id, "filled_quantity": fmt(report.filled),
                                     "avg_price": fmt(report.avg_price), "fee": fmt(report.fee),
                                     "status": report.status, "trigger_price": fmt(trigger_price)})
@@ -707,7 +708,7 @@ class AccountActor:
                 direction=direction, threshold=price, kind=purpose, ref=position.id,
             ))
             plan.event("protection.placed", {"position_id": position.id, "order_id": order_id,
-                                             "type": order.type, "trigger_price": fmt(price)})
+                                             "order_type": order.type, "trigger_price": fmt(price)})
         position = msgspec.structs.replace(
             position,
             take_profit=take_profit if take_profit is not None else position.take_profit,

@@ -114,7 +114,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["positions"].create(
         {
             "seq": int, "id": str, "account_id": str, "symbol": str, "side": str, "status": str,
-            "quantity": str, "entry_price": str, "leverage": int, "margin": str,
+            "quantity": str, "entry_price": str, "cost": str, "leverage": int, "margin": str,
             "realized_pnl": str, "fees": str, "funding": str, "opened_at": float,
             "updated_at": float, "closed_at": float, "closed_quantity": str, "exit_notional": str,
             "max_quantity": str, "take_profit": str, "stop_loss": str, "liquidation_price": str,
@@ -309,11 +309,17 @@ async def persistence_actor(
     synchronous: str = "FULL",
     max_batch: int = 1024,
     queue_size: int = 4096,
+    inline: bool = False,
     task_status: trio.TaskStatus[Persistence] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Own the write connection; commit queued batches in rounds until the channel closes."""
-    conn = await trio.to_thread.run_sync(lambda: open_connection(path, synchronous=synchronous))
-    await trio.to_thread.run_sync(migrate, conn)
+    """Own the write connection; commit queued batches in rounds until the channel closes.
+
+    ``inline`` runs each round on the trio thread instead of a worker thread: slower for a
+    service, but deterministic under a virtual clock (``execd replay``), where a task waiting on a
+    thread would count as blocked and let virtual time run ahead of the commit.
+    """
+    conn = open_connection(path, synchronous=synchronous)
+    migrate(conn)
     send, receive = trio.open_memory_channel[Commit | Query](queue_size)
     stats = PersistenceStats()
     handle = Persistence(send, stats)
@@ -333,7 +339,10 @@ async def persistence_actor(
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 # Not cancellable: a round that started always finishes, so a reply is never lost.
-                results = await trio.to_thread.run_sync(_run_round, conn, batch, limiter=writer)
+                if inline:
+                    results = _run_round(conn, batch)
+                else:
+                    results = await trio.to_thread.run_sync(_run_round, conn, batch, limiter=writer)
                 _deliver(handle, batch, results)
     finally:
         with trio.CancelScope(shield=True):

@@ -140,7 +140,7 @@ def order_view_from_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 POSITION_DECIMALS = (
-    "quantity", "entry_price", "margin", "realized_pnl", "fees", "funding", "closed_quantity",
+    "quantity", "entry_price", "cost", "margin", "realized_pnl", "fees", "funding", "closed_quantity",
     "exit_notional", "max_quantity", "take_profit", "stop_loss", "liquidation_price",
 )
 
@@ -156,7 +156,7 @@ def position_from_row(row: dict[str, Any]) -> Position:
     values = {name: row[name] for name in Position.__struct_fields__}
     for name in POSITION_DECIMALS:
         values[name] = dec(values[name])
-    for name in ("quantity", "entry_price", "margin", "realized_pnl", "fees", "funding",
+    for name in ("quantity", "entry_price", "cost", "margin", "realized_pnl", "fees", "funding",
                  "closed_quantity", "exit_notional", "max_quantity"):
         if values[name] is None:
             values[name] = Decimal(0)

@@ -112,22 +112,28 @@ async def run_service(
     clock: ServiceClock | None = None,
     paper_latency: float = 0.0,
     serve_http: bool = True,
+    sources: dict[str, Any] | None = None,
+    inline_persistence: bool = False,
     task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the whole actor tree until :meth:`Service.request_stop` is called."""
+    """Run the whole actor tree until :meth:`Service.request_stop` is called.
+
+    ``sources`` replaces the market-data source of a venue (``execd replay`` drives its own);
+    ``inline_persistence`` commits on the trio thread (deterministic under a virtual clock).
+    """
     clock = clock or ServiceClock()
     service = Service(settings, clock)
     async with trio.open_nursery() as root:
         service.persistence = await root.start(partial(
             persistence_actor, settings.database.path, synchronous=settings.database.synchronous,
-            max_batch=settings.database.max_batch,
+            max_batch=settings.database.max_batch, inline=inline_persistence,
         ))
         service.reader = Reader(settings.database.path, settings.database.read_threads)
         async with trio.open_nursery() as background:
             venues = {a.venue for a in settings.accounts} | ({"sim"} if "sim" in settings.venues else set())
             for name in sorted(venues):
-                service.markets[name] = await background.start(
-                    partial(market_data_actor, name, _source_for(name, settings, clock), clock))
+                source = (sources or {}).get(name) or _source_for(name, settings, clock)
+                service.markets[name] = await background.start(partial(market_data_actor, name, source, clock))
             service.bus = EventBus(service.reader)
             service.persistence.on_committed = service.bus.publish
             supervisor = Supervisor(settings.supervisor, service.persistence, service.markets, clock,

@@ -25,7 +25,7 @@ import yaml
 from .domain.risk import InvalidLimits, RiskLimits, merge_limits
 
 DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "settings.yaml"
-ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
 LIVE_VENUES = ("asterdex", "asterdex-testnet", "binance-usdm", "binance-usdm-testnet")
 
 
@@ -152,8 +152,11 @@ def _path_message(exc: msgspec.ValidationError, prefix: str = "") -> str:
 
 def _env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     data = dict(data)
-    server = dict(data.get("server") or {})
-    database = dict(data.get("database") or {})
+    server = data.get("server") or {}
+    database = data.get("database") or {}
+    if not isinstance(server, dict) or not isinstance(database, dict):
+        return data  # not a mapping: the decoder refuses it, naming the key
+    server, database = dict(server), dict(database)
     if "EXECD_HOST" in env:
         server["host"] = env["EXECD_HOST"]
     if "EXECD_PORT" in env:

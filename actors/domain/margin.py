@@ -55,8 +55,10 @@ def default_brackets(
     which makes the maintenance margin continuous across bracket boundaries. Floors must start at
     0 and increase strictly, ratios must lie in [0, 1) and never decrease, leverages be >= 1.
     """
-    rows = [(to_decimal(floor, what="notional_floor"), int(lev), to_decimal(mmr, what="maint_margin_ratio"))
-            for floor, lev, mmr in ladder]
+    rows = [
+        (to_decimal(floor, what="notional_floor"), int(leverage), to_decimal(mmr, what="maint_margin_ratio"))
+        for floor, leverage, mmr in ladder
+    ]
     if not rows:
         raise ValueError("a bracket ladder needs at least one row")
     if rows[0][0] != 0:
@@ -98,7 +100,9 @@ def maintenance_margin(instrument: Instrument, notional: Decimal) -> Decimal:
     return notional * bracket.maint_margin_ratio - bracket.cum
 
 
-def margin_balance(side: Side, quantity: Decimal, entry_price: Decimal, isolated_wallet: Decimal, mark: Decimal) -> Decimal:
+def margin_balance(
+    side: Side, quantity: Decimal, entry_price: Decimal, isolated_wallet: Decimal, mark: Decimal
+) -> Decimal:
     """Isolated margin balance at ``mark``: ``WB + s * q * (mark - e)`` (wallet + unrealized PnL)."""
     return isolated_wallet + _direction(side) * quantity * (mark - entry_price)
 
@@ -154,6 +158,8 @@ def liquidation_price(
 
     Returns ``None`` when ``LP <= 0``: a long whose isolated wallet covers its entry notional
     (e.g. 1x) is not liquidated at any positive price. A short always has a positive ``LP``.
+    A position whose wallet is already under maintenance at entry (leverage above what its bracket
+    allows) gets an ``LP`` on the far side of the entry, so :func:`is_liquidated` holds at once.
     The price is not rounded to the tick; round it (up for longs, down for shorts) if needed.
     """
     if quantity <= 0:

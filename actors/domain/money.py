@@ -84,3 +84,18 @@ def bps_between(a: Decimal, b: Decimal) -> Decimal:
     if b == 0:
         return Decimal("Infinity")
     return abs(a - b) / b * BPS
+
+
+def plain(value: object) -> object:
+    """JSON-ready copy of nested builtins/Structs with every Decimal rendered by :func:`fmt`."""
+    import msgspec
+
+    if isinstance(value, msgspec.Struct):
+        value = msgspec.structs.asdict(value)
+    if isinstance(value, Decimal):
+        return fmt(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

@@ -4,21 +4,28 @@ Pure: every function takes ``now`` and prices as arguments and returns new immut
 
 Money rules (linear USDⓈ-M perpetuals, contract multiplier 1):
 
+* entry price: the quantity-weighted average of the entry fills, to 8 decimals
 * unrealized PnL = qty * direction * (mark - entry)
 * isolated margin = entry notional / leverage; a reduction releases it pro rata
-* realized PnL on a reduction = closed qty * direction * (exit - entry), fees booked apart
+* realized PnL on a reduction = direction * (closed qty * exit - cost basis released), fees
+  booked apart; the cost basis is exact, so a full round trip realizes exactly
+  direction * (exit notional - entry notional)
 * the account balance moves by realized PnL, fees and funding, never by margin
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Literal
 
 import msgspec
 
 from .market import OrderSide, Side
 from .money import ZERO
+
+# Venues keep position figures to 8 decimals; averages and pro-rata margins are rounded there so
+# that every later product (realized PnL, balances) is exact.
+PRECISION = Decimal("1E-8")
 
 PositionStatus = Literal["created", "submitting", "open", "closing", "closed", "failed"]
 PositionEvent = Literal["submit", "fill", "reduce", "close", "fail", "reopen"]
@@ -71,7 +78,8 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     side: Side
     status: PositionStatus = "created"
     quantity: Decimal = ZERO
-    entry_price: Decimal = ZERO
+    entry_price: Decimal = ZERO  # average entry, to 8 decimals (cost / quantity)
+    cost: Decimal = ZERO  # exact entry cost basis of the open quantity (sum of qty * price)
     leverage: int
     margin: Decimal = ZERO
     realized_pnl: Decimal = ZERO  # trading PnL of the closed part, before fees
@@ -152,13 +160,16 @@ def apply_open_fill(position: Position, quantity: Decimal, price: Decimal, fee: 
         status = transition(position.status, "fill")
         kind = "increased"
     new_qty = position.quantity + quantity
-    entry = (position.quantity * position.entry_price + quantity * price) / new_qty
-    margin_delta = quantity * price / position.leverage
+    cost = position.cost + quantity * price
+    entry = (cost / new_qty).quantize(PRECISION)
+    # rounded up: the reserved margin never falls below notional / leverage
+    margin_delta = (quantity * price / position.leverage).quantize(PRECISION, rounding=ROUND_UP)
     updated = msgspec.structs.replace(
         position,
         status=status,
         quantity=new_qty,
         entry_price=entry,
+        cost=cost,
         margin=position.margin + margin_delta,
         fees=position.fees + fee,
         updated_at=now,
@@ -175,9 +186,13 @@ def apply_close_fill(
         raise ValueError("fill quantity must be positive")
     if quantity > position.quantity:
         raise ValueError(f"cannot close {quantity} of a {position.quantity} position (flip refused)")
-    pnl = quantity * direction(position.side) * (price - position.entry_price)
     remaining = position.quantity - quantity
-    released = position.margin if remaining == 0 else position.margin * quantity / position.quantity
+    if remaining == 0:  # the last fill takes the whole remaining cost and margin: exact round trips
+        released_cost, released = position.cost, position.margin
+    else:  # pro rata, to 8 decimals; margin rounded down so what stays covers what stays open
+        released_cost = (position.cost * quantity / position.quantity).quantize(PRECISION)
+        released = (position.margin * quantity / position.quantity).quantize(PRECISION, rounding=ROUND_DOWN)
+    pnl = direction(position.side) * (quantity * price - released_cost)
     closing = transition(position.status, "reduce") if position.status == "open" else position.status
     if remaining == 0:
         status = transition(closing, "close")
@@ -189,6 +204,7 @@ def apply_close_fill(
         position,
         status=status,
         quantity=remaining,
+        cost=position.cost - released_cost,
         margin=position.margin - released,
         realized_pnl=position.realized_pnl + pnl,
         fees=position.fees + fee,

@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..domain.decisions import Decision, DecisionIn, InvalidDecision, request_fingerprint, validate_decision
-from ..domain.money import BadAmount, fmt, to_decimal
+from ..domain.money import BadAmount, fmt, plain, to_decimal
 from ..domain.risk import InvalidLimits, RiskLimits, merge_limits
 from ..messages import (
     AccountUnavailable, ActorCrashed, CancelOrder, CloseAll, DecisionConflict, SetProtection,
@@ -481,7 +481,7 @@ def create_app(service: Any) -> QuartTrio:
             equity += position.net_pnl
             curve.append((position.closed_at or 0.0, equity))
         result = compute(closed, curve)
-        return json_response(msgspec.to_builtins(result) | {"account_id": account_id})
+        return json_response(plain(result) | {"account_id": account_id})
 
     # ---------------------------------------------------------------- risk and kill switches
 

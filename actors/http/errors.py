@@ -43,7 +43,8 @@ def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) ->
     if missing:
         field = ".".join(p for p in (path, missing.group(1)) if p)
         return APIError(400, "MISSING_FIELD", f"missing required field {field!r}", field=field)
-    if isinstance(exc, msgspec.DecodeError) and not path:
+    # ValidationError subclasses DecodeError: only a real decode error means the JSON is broken
+    if not isinstance(exc, msgspec.ValidationError) and not path:
         return APIError(400, "MALFORMED_JSON", f"the body is not valid JSON: {message}")
     field = path or None
     return APIError(400, "INVALID_FIELD", f"{field}: {message}" if field else message, field=field)

@@ -1,4 +1,8 @@
-"""In-process helpers for actor tests: the service without its HTTP door, on trio's virtual clock."""
+"""In-process helpers for actor tests: the service without its HTTP door, on trio's virtual clock.
+
+Commits run inline (on the trio thread): a task waiting on a worker thread counts as blocked, so
+autojump would let virtual time run on during a commit. Inline, virtual times are exact.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ async def open_service(tmp_path: Path, text: str = TEST_SETTINGS, *, paper_laten
     async with trio.open_nursery() as nursery:
         service: Service = await nursery.start(
             lambda task_status: run_service(settings, clock=clock or ServiceClock(1_767_225_600.0),
-                                            paper_latency=paper_latency, serve_http=False,
+                                            paper_latency=paper_latency, serve_http=False, inline_persistence=True,
                                             task_status=task_status))
         try:
             yield service
