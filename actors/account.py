@@ -191,6 +191,7 @@ class Plan:
         self.positions: dict[str, Position] = {}  # symbol -> new position value (closed included)
         self.orders: dict[str, OrderRecord] = {}
         self.alarms_add: list[Alarm] = []
+        self.alarms_next_update: list[Alarm] = []  # first checked on the venue's next update
         self.alarms_cancel: list[str] = []
         self.cooldown_until: float | None | bool = False  # False: unchanged
         self._state = state
@@ -326,6 +327,8 @@ class AccountActor:
                 await market.cancel_alarms(*plan.alarms_cancel)
             for alarm in plan.alarms_add:
                 await market.add_alarm(alarm)
+            for alarm in plan.alarms_next_update:
+                await market.add_alarm(alarm, check_now=False)
 
     def _account_row_after(self, plan: Plan) -> dict[str, Any]:
         row = self.state.row()
@@ -418,6 +421,10 @@ class AccountActor:
             global_state=self.ctx.global_state(),
             balance=state.balance,
             positions=tuple(state.positions.values()),
+            open_orders_notional=sum((o.remaining * (o.price or ZERO) for o in state.orders.values()
+                                      if o.is_resting and not o.reduce_only), ZERO),
+            open_orders_margin=sum((o.remaining * (o.price or ZERO) / (o.leverage or 1) for o in state.orders.values()
+                                    if o.is_resting and not o.reduce_only), ZERO),
             cooldown_until=state.cooldown_until,
             recent_order_times=tuple(state.recent_order_times),
             global_recent_order_times=tuple(self.ctx.global_order_times),
@@ -543,6 +550,11 @@ class AccountActor:
             position_id=position.id, symbol=decision.symbol, side=side, type_="MARKET",
             purpose="entry", reduce_only=False, quantity=quantity,
         )
+        if decision.order_type == "limit":
+            order.leverage = leverage
+            order.take_profit, order.stop_loss = decision.take_profit, decision.stop_loss
+            reject = _leverage_reject(instrument, leverage, (position.quantity + quantity) * mark) if quantity > 0 else None
+            return self._plan_limit(plan, decision, instrument, quote, verdict, order, position, reject)
         venue_reject = margin_reject = None
         if quantity > 0:
             margin_reject = _leverage_reject(instrument, leverage, (position.quantity + quantity) * mark)
@@ -581,6 +593,8 @@ class AccountActor:
             position_id=position.id, symbol=decision.symbol, side=exit_side(position.side), type_="MARKET",
             purpose="exit", reduce_only=True, quantity=quantity,
         )
+        if decision.order_type == "limit":
+            return self._plan_limit(plan, decision, instrument, quote, verdict, order, position, None)
         report = self.adapter.execute_market(
             OrderRequest(order_id=order.id, symbol=decision.symbol, side=exit_side(position.side),
                          quantity=quantity, reduce_only=True, max_slippage_bps=self._slippage(decision)),
@@ -600,12 +614,99 @@ class AccountActor:
         status = "filled" if report.status == "FILLED" else "partially_filled"
         return self._result(plan, decision, status, order=order, fills=fills, position=plan.positions[decision.symbol])
 
+    def _plan_limit(self, plan: Plan, decision: Decision, instrument: Instrument, quote: Quote,
+                    verdict: RiskVerdict, order: OrderRecord, position: Position, reject: Any) -> dict[str, Any]:
+        """A limit order: what crosses on arrival fills now (taker), the rest rests on the book."""
+        assert decision.price is not None
+        order.type, order.price = "LIMIT", decision.price
+        request = OrderRequest(order_id=order.id, symbol=order.symbol, side=order.side,  # type: ignore[arg-type]
+                               quantity=order.quantity or ZERO, reduce_only=order.reduce_only)
+        reject = reject or self.adapter.validate_limit(request, decision.price, quote, instrument)
+        if reject is not None:
+            order.status, order.reject_code, order.reject_message = "REJECTED", str(reject.code), reject.msg
+            return self._rejected(plan, decision, Rejection(
+                code="VENUE_REJECTED", message=f"the venue would reject this order: {reject.msg}",
+                details={"venue_code": str(reject.code), "venue_message": reject.msg},
+            ), verdict.checks, order=order)
+        self._audit(plan, decision, verdict.checks, None)
+        plan.event("decision.accepted", {"decision_id": decision.decision_id})
+        report = self.adapter.execute_limit(request, decision.price, quote, instrument, resting=False)
+        fills: list[FillRecord] = []
+        if report.filled > 0:
+            fills = self._apply_fills(plan, order, report, position, opening=not order.reduce_only,
+                                      decision_id=decision.decision_id, reason="decision", rests=True)
+            position = plan.positions[order.symbol]
+            if not order.reduce_only and (order.take_profit is not None or order.stop_loss is not None):
+                position = self._protect(plan, position, order.take_profit, order.stop_loss,
+                                         decision_id=decision.decision_id)
+            plan.cooldown_until = cooldown_until_after(plan.now, self.state.limits)
+        else:
+            order.status = "NEW"
+            plan.orders[order.id] = order
+            plan.statements.append(order.statement())
+            plan.event("order.placed", {"order_id": order.id, "symbol": order.symbol, "side": order.side,
+                                        "order_type": "LIMIT", "purpose": order.purpose,
+                                        "quantity": fmt(order.quantity), "price": fmt(order.price)})
+        if order.remaining > 0:
+            plan.alarms_next_update.append(self._limit_alarm(order))
+        status = "filled" if order.remaining == 0 else ("partially_filled" if report.filled > 0 else "resting")
+        shown = plan.positions.get(order.symbol, self.state.positions.get(order.symbol))
+        return self._result(plan, decision, status, order=order, fills=fills, position=shown)
+
+    def _limit_alarm(self, order: OrderRecord) -> Alarm:
+        """A buy fills when the best ask comes down to its price, a sell when the best bid rises to it."""
+        assert order.price is not None
+        buy = order.side == "BUY"
+        return Alarm(alarm_id=order.id, account_id=self.account_id, symbol=order.symbol,
+                     price_type="ask" if buy else "bid", direction="below" if buy else "above",
+                     threshold=order.price, kind="limit", ref=order.id)
+
+    async def _limit_crossed(self, order: OrderRecord) -> None:
+        market = self.ctx.market
+        quote, instrument = market.quote(order.symbol), market.instrument(order.symbol)
+        if quote is None or instrument is None or not order.is_resting or order.price is None:
+            return
+        plan = Plan(self.state, self.now())
+        order = msgspec.structs.replace(order)
+        position = self.state.positions.get(order.symbol)
+        quantity = order.remaining
+        if order.reduce_only:
+            if position is None or exit_side(position.side) != order.side:
+                order.status, order.updated_at = "EXPIRED", plan.now
+                order.reject_code, order.reject_message = "-2022", "ReduceOnly Order is rejected."
+                plan.orders[order.id] = order
+                plan.statements.append(order.statement())
+                plan.event("order.canceled", {"order_id": order.id, "reason": "reduce-only order with no position"})
+                await self._commit(plan)
+                return
+            quantity = min(quantity, position.quantity)
+        elif position is None:
+            side = "long" if order.side == "BUY" else "short"
+            position = new_position(position_id=order.position_id or f"{self.account_id}.{order.decision_id}",
+                                    account_id=self.account_id, symbol=order.symbol, side=side,
+                                    leverage=order.leverage or self.state.settings.default_leverage,
+                                    now=plan.now, opened_by=order.decision_id or "")
+        request = OrderRequest(order_id=order.id, symbol=order.symbol, side=order.side,  # type: ignore[arg-type]
+                               quantity=quantity, reduce_only=order.reduce_only)
+        report = self.adapter.execute_limit(request, order.price, quote, instrument, resting=True)
+        if report.filled > 0:
+            report = _renumber(report, f"{order.id}.{plan.now:.3f}")
+            first_fill = order.filled_quantity == 0
+            self._apply_fills(plan, order, report, position, opening=not order.reduce_only,
+                              decision_id=order.decision_id, reason="decision", rests=True)
+            if first_fill and not order.reduce_only and (order.take_profit or order.stop_loss):
+                self._protect(plan, plan.positions[order.symbol], order.take_profit, order.stop_loss,
+                              decision_id=order.decision_id)
+        if order.remaining > 0 and order.status in ("NEW", "PARTIALLY_FILLED"):
+            plan.alarms_next_update.append(self._limit_alarm(order))
+        await self._commit(plan)
+
     def _slippage(self, decision: Decision) -> Decimal | None:
         return decision.max_slippage_bps or self.state.settings.max_slippage_bps
 
     def _apply_fills(self, plan: Plan, order: OrderRecord, report: ExecutionReport, position: Position, *,
                      opening: bool, decision_id: str | None, reason: str = "decision",
-                     trigger_price: Decimal | None = None) -> list[FillRecord]:
+                     trigger_price: Decimal | None = None, rests: bool = False) -> list[FillRecord]:
         fills: list[FillRecord] = []
         was_open = position.is_open
         for sim_fill in report.fills:
@@ -626,10 +727,16 @@ class AccountActor:
             )
             fills.append(record)
             plan.statements.append(record.statement())
-        order.status = report.status if report.status != "PARTIALLY_FILLED" else "EXPIRED"
-        order.filled_quantity = report.filled
-        order.avg_price = report.avg_price
-        order.fee = report.fee
+        previous = order.filled_quantity
+        order.filled_quantity = previous + report.filled
+        if report.avg_price is not None:
+            order.avg_price = (report.avg_price if previous == 0 or order.avg_price is None else
+                               (order.avg_price * previous + report.avg_price * report.filled) / order.filled_quantity)
+        order.fee = order.fee + report.fee
+        if order.quantity is not None and order.filled_quantity >= order.quantity:
+            order.status = "FILLED"
+        else:  # a market order's unfilled rest is cancelled by the venue; a limit order's rests
+            order.status = "PARTIALLY_FILLED" if rests else "EXPIRED"
         order.updated_at = plan.now
         plan.orders[order.id] = order
         plan.statements.append(order.statement())
@@ -750,6 +857,11 @@ class AccountActor:
     # ---- alarms: take-profit, stop-loss, liquidation
 
     async def _alarm_fired(self, msg: AlarmFired) -> None:
+        if msg.kind == "limit":
+            order = self.state.orders.get(msg.alarm_id)
+            if order is not None and order.price == msg.threshold:
+                await self._limit_crossed(order)
+            return
         position = self.state.positions.get(msg.symbol)
         if position is None or position.id != msg.ref:
             return  # stale alarm: the position is gone
@@ -985,8 +1097,17 @@ class AccountActor:
                         direction=("above" if long else "below") if tp else ("below" if long else "above"),
                         threshold=order.trigger_price, kind=order.purpose, ref=position.id,
                     ))
+        for order in self.state.orders.values():
+            if order.is_resting:
+                plan.alarms_add.append(self._limit_alarm(order))
         for alarm in plan.alarms_add:
             await self.ctx.market.add_alarm(alarm)
+
+
+def _renumber(report: ExecutionReport, prefix: str) -> ExecutionReport:
+    """Fill ids of a later match of a resting order: unique per match."""
+    fills = tuple(msgspec.structs.replace(f, id=f"{prefix}.{i + 1}") for i, f in enumerate(report.fills))
+    return msgspec.structs.replace(report, fills=fills)
 
 
 class ProtectionError(Exception):

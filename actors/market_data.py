@@ -31,6 +31,8 @@ log = logging.getLogger("actors.market_data")
 
 class AddAlarm(msgspec.Struct, frozen=True, tag=True):
     alarm: Alarm
+    check_now: bool = True  # False: first check on the next update (e.g. a limit order whose
+    # crossing liquidity it already took from the current book)
 
 
 class CancelAlarms(msgspec.Struct, frozen=True, tag=True):
@@ -107,8 +109,8 @@ class MarketData:
 
     # ---- commands (by message, processed by the actor)
 
-    async def add_alarm(self, alarm: Alarm) -> None:
-        await self._commands.send(AddAlarm(alarm))
+    async def add_alarm(self, alarm: Alarm, *, check_now: bool = True) -> None:
+        await self._commands.send(AddAlarm(alarm, check_now))
 
     async def cancel_alarms(self, *alarm_ids: str) -> None:
         if alarm_ids:
@@ -188,10 +190,10 @@ class MarketData:
 
     def _handle(self, command: MarketCommand) -> None:
         match command:
-            case AddAlarm(alarm):
+            case AddAlarm(alarm, check_now):
                 self.alarms.add(alarm)
                 quote = self._quotes.get(alarm.symbol)
-                if quote is not None:  # already crossed: fire at once rather than on the next tick
+                if quote is not None and check_now:  # already crossed: fire at once rather than on the next tick
                     price = _price_of(quote, alarm.price_type)
                     if price is not None:
                         self._fire(alarm.symbol, alarm.price_type, price)

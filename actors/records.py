@@ -35,6 +35,9 @@ class OrderRecord(msgspec.Struct, kw_only=True):
     filled_quantity: Decimal = Decimal(0)
     avg_price: Decimal | None = None
     fee: Decimal = Decimal(0)
+    leverage: int | None = None  # entry orders: the leverage the position is opened at
+    take_profit: Decimal | None = None  # resting entries: protection to attach once filled
+    stop_loss: Decimal | None = None
     reject_code: str | None = None
     reject_message: str | None = None
     created_at: float
@@ -48,13 +51,22 @@ class OrderRecord(msgspec.Struct, kw_only=True):
             "quantity": text(self.quantity), "price": text(self.price),
             "trigger_price": text(self.trigger_price), "status": self.status,
             "filled_quantity": text(self.filled_quantity), "avg_price": text(self.avg_price),
-            "fee": text(self.fee), "reject_code": self.reject_code,
+            "fee": text(self.fee), "leverage": self.leverage, "take_profit": text(self.take_profit),
+            "stop_loss": text(self.stop_loss), "reject_code": self.reject_code,
             "reject_message": self.reject_message, "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
 
     def statement(self) -> Statement:
         return upsert("orders", self.row())
+
+    @property
+    def remaining(self) -> Decimal:
+        return (self.quantity or Decimal(0)) - self.filled_quantity
+
+    @property
+    def is_resting(self) -> bool:
+        return self.type == "LIMIT" and self.status in ("NEW", "PARTIALLY_FILLED")
 
     def view(self) -> dict[str, Any]:
         return {
@@ -64,6 +76,7 @@ class OrderRecord(msgspec.Struct, kw_only=True):
             "trigger_price": fmt(self.trigger_price), "status": self.status,
             "filled_quantity": fmt(self.filled_quantity), "avg_price": fmt(self.avg_price),
             "fee": fmt(self.fee), "position_id": self.position_id, "decision_id": self.decision_id,
+            "leverage": self.leverage, "take_profit": fmt(self.take_profit), "stop_loss": fmt(self.stop_loss),
             "reject_code": self.reject_code, "reject_message": self.reject_message,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
@@ -77,7 +90,8 @@ class OrderRecord(msgspec.Struct, kw_only=True):
             quantity=dec(row["quantity"]), price=dec(row["price"]),
             trigger_price=dec(row["trigger_price"]), status=row["status"],
             filled_quantity=dec(row["filled_quantity"]) or Decimal(0), avg_price=dec(row["avg_price"]),
-            fee=dec(row["fee"]) or Decimal(0), reject_code=row["reject_code"],
+            fee=dec(row["fee"]) or Decimal(0), leverage=row["leverage"], take_profit=dec(row["take_profit"]),
+            stop_loss=dec(row["stop_loss"]), reject_code=row["reject_code"],
             reject_message=row["reject_message"], created_at=row["created_at"], updated_at=row["updated_at"],
         )
 

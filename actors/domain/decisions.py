@@ -17,7 +17,7 @@ from .market import Side
 from .money import BadAmount, to_decimal
 
 HARD_MAX_LEVERAGE = 25
-DECISION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+DECISION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 Action = Literal["open", "close"]
 OrderType = Literal["market", "limit"]
@@ -84,7 +84,7 @@ def _positive(value: Amount | None, field: str, *, allow_zero: bool = False) -> 
 
 def validate_decision(raw: DecisionIn) -> Decision:
     """Turn the wire shape into a :class:`Decision`, or raise :class:`InvalidDecision`."""
-    if not DECISION_ID_PATTERN.match(raw.decision_id):
+    if not DECISION_ID_PATTERN.fullmatch(raw.decision_id):
         raise InvalidDecision(
             "decision_id must be 1 to 64 characters: letters, digits and . _ : - "
             "(starting with a letter or digit)",

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from ..domain.fills import BookWalk, consume, walk_book
-from ..domain.filters import VenueReject, check_min_notional, check_quantity
+from ..domain.filters import VenueReject, check_min_notional, check_price, check_quantity
 from ..domain.market import Instrument, OrderSide, Quote
 from ..domain.money import ZERO
 
@@ -51,7 +51,7 @@ class SimFill(msgspec.Struct, frozen=True, kw_only=True):
 
 class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str
-    status: Literal["FILLED", "PARTIALLY_FILLED", "EXPIRED", "REJECTED"]
+    status: Literal["NEW", "FILLED", "PARTIALLY_FILLED", "EXPIRED", "REJECTED"]
     requested: Decimal
     filled: Decimal
     avg_price: Decimal | None
@@ -100,6 +100,28 @@ class PaperAdapter:
             reason = "slippage cap" if walk.stopped_by == "slippage_cap" else "no liquidity"
             return _rejected(order, VenueReject(-2020, f"Unable to fill ({reason})."))
         consume(consumed, walk)
+        return _report(order, walk, instrument.fees.taker, "taker")
+
+
+    def validate_limit(self, order: OrderRequest, price: Decimal, quote: Quote, instrument: Instrument) -> VenueReject | None:
+        """What the venue checks when a limit order arrives: price grid and band, size, notional."""
+        return (check_price(instrument, price, side=order.side, mark=quote.mark_price)
+                or check_quantity(instrument, order.quantity, market=False)
+                or check_min_notional(instrument, order.quantity, price, reduce_only=order.reduce_only))
+
+    def execute_limit(self, order: OrderRequest, price: Decimal, quote: Quote, instrument: Instrument, *,
+                      resting: bool) -> ExecutionReport:
+        """Match a limit order against the book, never beyond its price nor beyond the size at
+        crossing levels. On arrival (``resting=False``) what crosses pays the taker fee; a resting
+        order filled later by the book moving through it pays the maker fee. ``NEW`` = no fill."""
+        consumed = self._consumed_for(quote)
+        walk = walk_book(quote.book, order.side, order.quantity, consumed=consumed, limit_price=price)
+        if walk.filled == 0:
+            return ExecutionReport(order_id=order.order_id, status="NEW", requested=order.quantity, filled=ZERO,
+                                   avg_price=None, fills=(), fee=ZERO)
+        consume(consumed, walk)
+        if resting:
+            return _report(order, walk, instrument.fees.maker, "maker")
         return _report(order, walk, instrument.fees.taker, "taker")
 
 
