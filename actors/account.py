@@ -310,11 +310,14 @@ class AccountActor:
             state.realized_pnl += plan.realized
             state.fees += plan.fees
             state.funding += plan.funding
+            acquired, released = [], []
             for symbol, position in plan.positions.items():
                 if position.is_open:
+                    if symbol not in state.positions:
+                        acquired.append(symbol)
                     state.positions[symbol] = position
-                else:
-                    state.positions.pop(symbol, None)
+                elif state.positions.pop(symbol, None) is not None:
+                    released.append(symbol)
             for order_id, order in plan.orders.items():
                 if order.status in ("NEW", "PARTIALLY_FILLED") and order.type != "MARKET":
                     state.orders[order_id] = order
@@ -323,6 +326,10 @@ class AccountActor:
             if plan.cooldown_until is not False:
                 state.cooldown_until = plan.cooldown_until  # type: ignore[assignment]
             market = self.ctx.market
+            for symbol in acquired:  # live feeds keep the symbols of open positions subscribed
+                await market.acquire(symbol, self.account_id)
+            for symbol in released:
+                await market.release(symbol, self.account_id)
             if plan.alarms_cancel:
                 await market.cancel_alarms(*plan.alarms_cancel)
             for alarm in plan.alarms_add:
@@ -690,7 +697,8 @@ class AccountActor:
                                quantity=quantity, reduce_only=order.reduce_only)
         report = self.adapter.execute_limit(request, order.price, quote, instrument, resting=True)
         if report.filled > 0:
-            report = _renumber(report, f"{order.id}.{plan.now:.3f}")
+            # unique per match: the quantity filled before it strictly grows from match to match
+            report = _renumber(report, f"{order.id}.after-{fmt(order.filled_quantity)}")
             first_fill = order.filled_quantity == 0
             self._apply_fills(plan, order, report, position, opening=not order.reduce_only,
                               decision_id=order.decision_id, reason="decision", rests=True)
@@ -1085,6 +1093,8 @@ class AccountActor:
     async def _register_alarms_for_all(self) -> None:
         """After a (re)start: put every open position's alarms back in the index."""
         plan = Plan(self.state, self.now())
+        for symbol in self.state.positions:
+            await self.ctx.market.acquire(symbol, self.account_id)
         for position in self.state.positions.values():
             self._refresh_liquidation_alarm(plan, position)
             for order in self.state.orders.values():

@@ -70,6 +70,7 @@ class MarketData:
         self._commands = commands
         self._quotes: dict[str, Quote] = {}
         self._early_marks: dict[str, MarkPrice] = {}
+        self._holders: dict[str, set[str]] = {}
         self._instruments: dict[str, Instrument] = {}
         self._alarm_sinks: dict[str, trio.MemorySendChannel[Envelope]] = {}
         self.alarms = AlarmIndex()
@@ -119,11 +120,24 @@ class MarketData:
     async def cancel_account_alarms(self, account_id: str) -> None:
         await self._commands.send(CancelAccountAlarms(account_id))
 
-    async def acquire(self, symbol: str) -> None:
-        await self._commands.send(AcquireSymbol(symbol))
+    async def acquire(self, symbol: str, holder: str) -> None:
+        """``holder`` (an account) needs ``symbol`` live; idempotent per holder, so an actor that
+        restarts and acquires again does not leak a reference."""
+        holders = self._holders.setdefault(symbol, set())
+        if holder in holders:
+            return
+        holders.add(holder)
+        if len(holders) == 1:
+            await self._commands.send(AcquireSymbol(symbol))
 
-    async def release(self, symbol: str) -> None:
-        await self._commands.send(ReleaseSymbol(symbol))
+    async def release(self, symbol: str, holder: str) -> None:
+        holders = self._holders.get(symbol)
+        if not holders or holder not in holders:
+            return
+        holders.discard(holder)
+        if not holders:
+            del self._holders[symbol]
+            await self._commands.send(ReleaseSymbol(symbol))
 
     def register_account(self, account_id: str, sink: trio.MemorySendChannel[Envelope]) -> None:
         """Where this account's fired alarms go (its supervisor-owned control channel)."""

@@ -61,6 +61,7 @@ class ReplayVenueSettings(_Strict):
 
 
 class LiveVenueSettings(_Strict):
+    symbols: tuple[str, ...] = ()  # always subscribed; accounts add the symbols they hold
     rest_url: str | None = None
     ws_url: str | None = None
     depth_levels: int = 20

@@ -166,13 +166,23 @@ def create_app(service: Any) -> QuartTrio:
         retry = str(max(1, int(round(exc.retry_after))))
         return APIError(503, "ACCOUNT_UNAVAILABLE", str(exc), headers={"Retry-After": retry})
 
-    async def wait_reply(reply: Any) -> Any:
+    async def wait_decision(reply: Any) -> Any:
+        """An account's answer, with its refusals turned into 503s."""
         try:
             return await reply.wait()
         except AccountUnavailable as exc:
             raise unavailable(exc) from None
         except ActorCrashed as exc:
             raise APIError(503, "ACCOUNT_RESTARTING", f"{exc}; retry with the same id",
+                           headers={"Retry-After": "1"}) from None
+
+    async def wait_reply(reply: Any) -> Any:
+        """The same, bounded by the request timeout (decisions have their own 202 path)."""
+        try:
+            with trio.fail_after(timeout):
+                return await wait_decision(reply)
+        except trio.TooSlowError:
+            raise APIError(503, "ACCOUNT_BUSY", f"the account did not answer within {timeout} s; retry",
                            headers={"Retry-After": "1"}) from None
 
     async def read_body() -> bytes:
@@ -206,7 +216,7 @@ def create_app(service: Any) -> QuartTrio:
         result_url = f"/v1/accounts/{account_id}/decisions/{decision.decision_id}"
         with trio.move_on_after(timeout):
             try:
-                encoded = await wait_reply(reply)
+                encoded = await wait_decision(reply)
             except DecisionConflict as exc:
                 raise APIError(409, "IDEMPOTENCY_CONFLICT", str(exc), field="decision_id") from None
             return decision_response(encoded)
