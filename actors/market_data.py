@@ -153,6 +153,8 @@ class MarketData:
 
     def publish_book(self, book: OrderBook) -> None:
         previous = self._quotes.get(book.symbol)
+        if not book.depth and previous is not None and previous.book.depth and book.bids and book.asks:
+            book = _refresh_top(previous.book, book)
         mark = previous.mark if previous is not None else self._early_marks.pop(book.symbol, None)
         self._quotes[book.symbol] = Quote(symbol=book.symbol, book=book, mark=mark, last_price=book.mid)
         self._touch(book.received_at)
@@ -218,6 +220,18 @@ class MarketData:
                 self.alarms.cancel_account(account_id)
             case AcquireSymbol() | ReleaseSymbol():
                 pass  # handled by sources that subscribe per symbol (see live feeds)
+
+
+def _refresh_top(depth: OrderBook, top: OrderBook) -> OrderBook:
+    """A real-time top of book (bookTicker) over the last partial-depth snapshot: the new best
+    levels, then the snapshot's deeper levels that the new top has not crossed."""
+    best_bid, best_ask = top.bids[0], top.asks[0]
+    return OrderBook(
+        symbol=top.symbol,
+        bids=(best_bid,) + tuple(level for level in depth.bids if level[0] < best_bid[0]),
+        asks=(best_ask,) + tuple(level for level in depth.asks if level[0] > best_ask[0]),
+        venue_ms=top.venue_ms, received_at=top.received_at, depth=True, update_id=top.update_id,
+    )
 
 
 def _price_of(quote: Quote, price_type: str) -> Decimal | None:

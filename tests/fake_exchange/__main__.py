@@ -1,0 +1,56 @@
+"""Run the fake exchange as a process: ``python -m tests.fake_exchange [options]``.
+
+Prints one JSON line ``{"rest_url": ..., "ws_url": ...}`` once it listens, then serves until
+interrupted. Useful to point a local service at a fake venue, and for the feed benchmark, which
+runs the exchange in its own process (as a real venue would be) with ``--firehose``: as soon as a
+websocket subscribes to a stream of that symbol, the fake sends its streams as fast as the socket
+takes them for ``--firehose-seconds``, then prints ``{"firehose_sent": n}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import msgspec
+import trio
+
+from ._exchange import open_fake_exchange
+
+
+def _print_json(payload: object) -> None:
+    sys.stdout.write(msgspec.json.encode(payload).decode() + "\n")
+    sys.stdout.flush()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    async with open_fake_exchange(flavour=args.flavour, host=args.host, port=args.port) as fake:
+        if args.tick:
+            fake.start_ticker(args.tick)
+        _print_json({"rest_url": fake.rest_url, "ws_url": fake.ws_url})
+        if args.firehose:
+            prefix = args.firehose.lower() + "@"
+            await fake.wait_until(lambda: any(s.startswith(prefix) for s in fake.subscriptions()))
+            await trio.sleep(0.05)  # let the rest of the subscription land
+            sent = await fake.blast(args.firehose, seconds=args.firehose_seconds)
+            _print_json({"firehose_sent": sent})
+        await trio.sleep_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_exchange", description=__doc__.splitlines()[0])
+    parser.add_argument("--flavour", choices=["aster", "binance"], default="aster")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: an ephemeral port")
+    parser.add_argument("--tick", type=float, default=0.0, help="push every symbol every N seconds")
+    parser.add_argument("--firehose", metavar="SYMBOL", help="blast this symbol's streams once subscribed")
+    parser.add_argument("--firehose-seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    try:
+        trio.run(serve, args)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
