@@ -141,7 +141,7 @@ class AccountState:
         self.peak_equity = settings.balance
         self.day_start_equity = settings.balance
         self.day: int | None = None
-        self.funding_checked_ms = 0
+        self.funded_until: dict[str, int] = {}  # position id -> last funding time paid (epoch ms)
         self.recent: collections.OrderedDict[str, tuple[str, bytes]] = collections.OrderedDict()
         self.last_error: str | None = None
 
@@ -189,6 +189,7 @@ class Plan:
         self.fees = ZERO
         self.funding = ZERO
         self.positions: dict[str, Position] = {}  # symbol -> new position value (closed included)
+        self.funded_until: dict[str, int] = {}
         self.orders: dict[str, OrderRecord] = {}
         self.alarms_add: list[Alarm] = []
         self.alarms_next_update: list[Alarm] = []  # first checked on the venue's next update
@@ -234,11 +235,19 @@ class AccountActor:
         await self._register_alarms_for_all()
         task_status.started()
         mailbox = self.mailbox
+        next_housekeeping = trio.current_time() + HOUSEKEEPING_SECONDS
         while True:
             while mailbox.priority:
                 envelope = mailbox.priority.popleft()
                 await self._handle(envelope)
-            deadline = self._next_housekeeping()
+            # An absolute schedule: steady traffic must not starve the loss watcher, funding and
+            # the trigger safety net. An idle account with nothing to watch sleeps until a message.
+            if trio.current_time() >= next_housekeeping:
+                if self._needs_housekeeping():
+                    await self._housekeeping()
+                next_housekeeping = trio.current_time() + HOUSEKEEPING_SECONDS
+                continue
+            deadline = next_housekeeping if self._needs_housekeeping() else math.inf
             with trio.CancelScope(deadline=deadline) as idle:
                 mailbox.idle_scope = idle
                 try:
@@ -248,15 +257,12 @@ class AccountActor:
                 finally:
                     mailbox.idle_scope = None
             if idle.cancelled_caught:
-                if trio.current_time() >= deadline:
-                    await self._housekeeping()
                 continue
             await self._handle(envelope)
 
-    def _next_housekeeping(self) -> float:
-        if self.state.positions or self.state.trading_state != "active" or self.state.orders:
-            return trio.current_time() + HOUSEKEEPING_SECONDS
-        return math.inf
+    def _needs_housekeeping(self) -> bool:
+        state = self.state
+        return bool(state.positions or state.orders or state.trading_state != "active")
 
     async def _handle(self, envelope: Envelope) -> None:
         # ``current`` stays set if the handler raises: the supervisor answers it with an error.
@@ -325,6 +331,7 @@ class AccountActor:
                     state.orders.pop(order_id, None)
             if plan.cooldown_until is not False:
                 state.cooldown_until = plan.cooldown_until  # type: ignore[assignment]
+            state.funded_until.update(plan.funded_until)
             market = self.ctx.market
             for symbol in acquired:  # live feeds keep the symbols of open positions subscribed
                 await market.acquire(symbol, self.account_id)
@@ -446,6 +453,7 @@ class AccountActor:
 
     def _plan_decision(self, decision: Decision, now: float) -> tuple[Plan, dict[str, Any]]:
         plan = Plan(self.state, now)
+        self._roll_day(now)
         market = self.ctx.market
         instrument = market.instrument(decision.symbol)
         quote = market.quote(decision.symbol)
@@ -801,7 +809,6 @@ class AccountActor:
     def _protect(self, plan: Plan, position: Position, take_profit: Decimal | None, stop_loss: Decimal | None,
                  *, decision_id: str | None) -> Position:
         """Place (or move) the position's trigger orders: stop-loss first, then take-profit."""
-        trigger_type = self.state.settings.trigger_price
         for purpose, price in (("stop_loss", stop_loss), ("take_profit", take_profit)):
             if price is None:
                 continue
@@ -816,12 +823,7 @@ class AccountActor:
                 order.created_at = previous.created_at
             plan.orders[order_id] = order
             plan.statements.append(order.statement())
-            long = position.side == "long"
-            direction = ("above" if long else "below") if purpose == "take_profit" else ("below" if long else "above")
-            plan.alarms_add.append(Alarm(
-                alarm_id=order_id, account_id=self.account_id, symbol=position.symbol, price_type=trigger_type,
-                direction=direction, threshold=price, kind=purpose, ref=position.id,
-            ))
+            plan.alarms_add.append(self._trigger_alarm(position, order))
             plan.event("protection.placed", {"position_id": position.id, "order_id": order_id,
                                              "order_type": order.type, "trigger_price": fmt(price)})
         position = msgspec.structs.replace(
@@ -840,7 +842,7 @@ class AccountActor:
                 continue
             order = plan.orders.get(order_id) or self.state.orders.get(order_id)
             plan.alarms_cancel.append(order_id)
-            if order is None or order.status != "NEW":
+            if order is None or order.status not in ("NEW", "PARTIALLY_FILLED"):
                 continue
             order = msgspec.structs.replace(order, status="CANCELED", updated_at=plan.now)
             plan.orders[order_id] = order
@@ -877,7 +879,7 @@ class AccountActor:
             await self._liquidate(position, msg.price)
             return
         order = self.state.orders.get(msg.alarm_id)
-        if order is None or order.status != "NEW" or order.trigger_price != msg.threshold:
+        if order is None or order.status not in ("NEW", "PARTIALLY_FILLED") or order.trigger_price != msg.threshold:
             return  # cancelled or moved since
         await self._trigger(position, order, msg.price)
 
@@ -895,13 +897,31 @@ class AccountActor:
         )
         if report.reject is not None or report.filled == 0:
             plan.event("order.failed", {"order_id": order.id, "code": report.reject.code if report.reject else None})
+            plan.alarms_next_update.append(self._trigger_alarm(position, order))
             await self._commit(plan)
             return
-        order = msgspec.structs.replace(order, quantity=position.quantity)
-        fills = self._apply_fills(plan, order, report, position, opening=False, decision_id=None,
-                                  reason=order.purpose, trigger_price=order.trigger_price)
-        del fills
+        # a closePosition trigger: its size is what it filled so far plus what is still open
+        order = msgspec.structs.replace(order, quantity=order.filled_quantity + position.quantity)
+        if order.filled_quantity:  # a later match of the same trigger: unique fill ids
+            report = _renumber(report, f"{order.id}.after-{fmt(order.filled_quantity)}")
+        self._apply_fills(plan, order, report, position, opening=False, decision_id=None,
+                          reason=order.purpose, trigger_price=order.trigger_price, rests=True)
+        if plan.positions[position.symbol].is_open:  # the book ran out: the trigger stays armed
+            plan.event("protection.partial", {"order_id": order.id, "filled_quantity": fmt(report.filled),
+                                              "remaining": fmt(plan.positions[position.symbol].quantity)})
+            plan.alarms_next_update.append(self._trigger_alarm(position, order))
         await self._commit(plan)
+
+    def _trigger_alarm(self, position: Position, order: OrderRecord) -> Alarm:
+        long = position.side == "long"
+        take_profit = order.purpose == "take_profit"
+        assert order.trigger_price is not None
+        return Alarm(
+            alarm_id=order.id, account_id=self.account_id, symbol=position.symbol,
+            price_type=self.state.settings.trigger_price,
+            direction=("above" if long else "below") if take_profit else ("below" if long else "above"),
+            threshold=order.trigger_price, kind=order.purpose, ref=position.id,
+        )
 
     async def _liquidate(self, position: Position, mark: Decimal) -> None:
         instrument = self.ctx.market.instrument(position.symbol)
@@ -1020,48 +1040,62 @@ class AccountActor:
         await self._recheck_triggers()
 
     async def _pay_funding(self, now: float) -> None:
+        """Pay or receive funding for every funding time each open position has lived through.
+
+        ``funded_until`` (per position, rebuilt from the database on a restart) makes this
+        idempotent: a funding time is paid once, whether housekeeping runs a second or an hour
+        after it. Mark and rate are those of the venue at the funding time when the market-data
+        actor saw that settlement, else the current ones.
+        """
         now_ms = int(now * 1000)
         state = self.state
-        if state.funding_checked_ms == 0:
-            state.funding_checked_ms = now_ms
-            return
-        times = margin_math.funding_times_between(state.funding_checked_ms, now_ms)
-        state.funding_checked_ms = now_ms
-        if not times or not state.positions:
-            return
         plan = Plan(state, now)
-        for funding_time in times:
-            for symbol, position in list(state.positions.items()):
-                position = plan.positions.get(symbol, position)
-                quote = self.ctx.market.quote(symbol)
-                if quote is None or quote.mark is None or position.opened_at * 1000 >= funding_time:
-                    continue
-                position, amount = apply_funding(position, quote.mark.mark, quote.mark.funding_rate, now)
+        for symbol, position in list(state.positions.items()):
+            start = max(state.funded_until.get(position.id, 0), int(position.opened_at * 1000))
+            for funding_time in margin_math.funding_times_between(start, now_ms):
+                settlement = self.ctx.market.settlement(symbol, funding_time)
+                if settlement is None:
+                    quote = self.ctx.market.quote(symbol)
+                    if quote is None or quote.mark is None:
+                        break  # no mark yet: paid on a later round, still for this funding time
+                    settlement = (quote.mark.mark, quote.mark.funding_rate)
+                mark, rate = settlement
+                position, amount = apply_funding(plan.positions.get(symbol, position), mark, rate, now)
                 plan.positions[symbol] = position
                 plan.funding += amount
+                plan.funded_until[position.id] = funding_time
                 plan.statements.append(Statement(
-                    "INSERT OR IGNORE INTO funding_payments (account_id, position_id, symbol, rate, mark, amount,"
+                    "INSERT INTO funding_payments (account_id, position_id, symbol, rate, mark, amount,"
                     " funding_time, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.account_id, position.id, symbol, text(quote.mark.funding_rate), text(quote.mark.mark),
-                     text(amount), funding_time, now),
+                    (self.account_id, position.id, symbol, text(rate), text(mark), text(amount), funding_time, now),
                 ))
-                plan.event("funding.paid", {"position_id": position.id, "symbol": symbol,
-                                            "rate": fmt(quote.mark.funding_rate), "mark": fmt(quote.mark.mark),
-                                            "amount": fmt(amount), "funding_time": funding_time})
-        for position in plan.positions.values():
-            plan.statements.append(position_statement(position))
-        if plan.statements:
+                plan.event("funding.paid", {"position_id": position.id, "symbol": symbol, "rate": fmt(rate),
+                                            "mark": fmt(mark), "amount": fmt(amount), "funding_time": funding_time})
+        if plan.positions:
+            for position in plan.positions.values():
+                plan.statements.append(position_statement(position))
             await self._commit(plan)
+
+    def _roll_day(self, now: float) -> bool:
+        """Start a new UTC day's loss count at the equity of its first moment the actor sees.
+
+        Called before every risk evaluation and by the watcher; a flat account's equity does not
+        move between midnight and its next decision, so rolling lazily is exact for it.
+        """
+        state = self.state
+        day = utc_day(now)
+        if state.day == day:
+            return False
+        state.day = day
+        state.day_start_equity = state.equity(self.ctx.market)
+        return True
 
     async def _watch_losses(self, now: float) -> None:
         state = self.state
+        if self._roll_day(now) and state.state_source == "loss_limit" and state.state_reason \
+                and "DAILY_LOSS_LIMIT" in state.state_reason:
+            await self._set_trading_state("active", "new UTC day: daily loss limit reset", "loss_limit")
         equity = state.equity(self.ctx.market)
-        day = utc_day(now)
-        if state.day != day:
-            state.day = day
-            state.day_start_equity = equity
-            if state.state_source == "loss_limit" and state.state_reason and "DAILY_LOSS_LIMIT" in state.state_reason:
-                await self._set_trading_state("active", "new UTC day: daily loss limit reset", "loss_limit")
         if equity > state.peak_equity:
             state.peak_equity = equity
         breach: LossBreach | None = loss_state(self._account_view(now), equity, state.limits, now)
@@ -1098,15 +1132,8 @@ class AccountActor:
         for position in self.state.positions.values():
             self._refresh_liquidation_alarm(plan, position)
             for order in self.state.orders.values():
-                if order.position_id == position.id and order.trigger_price is not None:
-                    long = position.side == "long"
-                    tp = order.purpose == "take_profit"
-                    plan.alarms_add.append(Alarm(
-                        alarm_id=order.id, account_id=self.account_id, symbol=position.symbol,
-                        price_type=self.state.settings.trigger_price,
-                        direction=("above" if long else "below") if tp else ("below" if long else "above"),
-                        threshold=order.trigger_price, kind=order.purpose, ref=position.id,
-                    ))
+                if order.position_id == position.id and order.purpose in ("take_profit", "stop_loss"):
+                    plan.alarms_add.append(self._trigger_alarm(position, order))
         for order in self.state.orders.values():
             if order.is_resting:
                 plan.alarms_add.append(self._limit_alarm(order))
@@ -1190,6 +1217,10 @@ async def load_account_state(ctx: AccountContext) -> AccountState:
     for values in position_rows:
         position = position_from_row(dict(zip(columns, values)))
         state.positions[position.symbol] = position
+    for position_id, funding_time in await persistence.query(
+            "SELECT position_id, MAX(funding_time) FROM funding_payments WHERE account_id = ? GROUP BY position_id",
+            (settings.id,)):
+        state.funded_until[position_id] = funding_time
     order_rows = await persistence.query(
         "SELECT * FROM orders WHERE account_id = ? AND status IN ('NEW', 'PARTIALLY_FILLED')", (settings.id,))
     order_columns = await _columns(persistence, "orders")

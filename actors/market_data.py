@@ -71,6 +71,7 @@ class MarketData:
         self._quotes: dict[str, Quote] = {}
         self._early_marks: dict[str, MarkPrice] = {}
         self._holders: dict[str, set[str]] = {}
+        self._settlements: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
         self._instruments: dict[str, Instrument] = {}
         self._alarm_sinks: dict[str, trio.MemorySendChannel[Envelope]] = {}
         self.alarms = AlarmIndex()
@@ -85,6 +86,10 @@ class MarketData:
 
     def instrument(self, symbol: str) -> Instrument | None:
         return self._instruments.get(symbol)
+
+    def settlement(self, symbol: str, funding_time_ms: int) -> tuple[Decimal, Decimal] | None:
+        """(mark, funding rate) in force at a funding time this actor saw pass, if it did."""
+        return self._settlements.get(symbol, {}).get(funding_time_ms)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -171,6 +176,12 @@ class MarketData:
             self._early_marks[mark.symbol] = mark
             self._touch(mark.received_at)
             return
+        if previous.mark is not None and 0 < previous.mark.next_funding_ms <= mark.venue_ms:
+            # the venue crossed a funding time: remember the mark and rate in force at it
+            settlements = self._settlements.setdefault(mark.symbol, {})
+            settlements[previous.mark.next_funding_ms] = (previous.mark.mark, previous.mark.funding_rate)
+            while len(settlements) > 16:
+                settlements.pop(min(settlements))
         self._quotes[mark.symbol] = msgspec.structs.replace(previous, mark=mark)
         self._touch(mark.received_at)
         self._fire(mark.symbol, "mark", mark.mark)

@@ -39,7 +39,7 @@ from .domain.decisions import DecisionIn, InvalidDecision, request_fingerprint, 
 from .domain.market import Instrument, MarkPrice, OrderBook
 from .domain.money import fmt, plain
 from .messages import SubmitDecision
-from .settings import AccountSettings, Settings, parse_settings
+from .settings import AccountSettings, Settings, SettingsError, parse_settings
 
 VENUE = "replay"
 
@@ -292,12 +292,14 @@ def replay(market_path: Path, decisions_path: Path, out: Path, *, settings_path:
 def run_replay_cli(args: argparse.Namespace) -> int:
     import logging
 
+    from .venues.parsing import ParseError
+
     logging.basicConfig(level="WARNING")
     try:
         report = replay(Path(args.market), Path(args.decisions), Path(args.out),
                         settings_path=Path(args.settings) if args.settings else None,
                         exchange_info=Path(args.exchange_info) if args.exchange_info else None)
-    except (ReplayError, OSError) as exc:
+    except (ReplayError, OSError, SettingsError, ParseError) as exc:
         print(f"execd replay: {exc}", file=sys.stderr)
         return 2
     for summary in report["summaries"]:

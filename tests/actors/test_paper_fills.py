@@ -35,7 +35,7 @@ class ScriptedMarket:
     def source(self) -> Any:
         async def run(handle: Any, symbol_commands: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             self.handle = handle
-            handle.set_instruments({s: sim_instrument(s) for s in ("BTCUSDT", "ETHUSDT")})
+            handle.set_instruments({s: sim_instrument(s) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT")})
             self.book("BTCUSDT", bids=[("67999.9", "1")], asks=[("68000.0", "1")], mark="68000")
             self.book("ETHUSDT", bids=[("3499.99", "10")], asks=[("3500.00", "10")], mark="3500")
             task_status.started()
@@ -107,9 +107,16 @@ async def test_slippage_cap_gives_a_partial_fill_and_top_of_book_is_marked(tmp_p
         assert result["status"] == "partially_filled"
         assert result["order"]["filled_quantity"] == "0.1" and result["order"]["status"] == "EXPIRED"
         assert D(result["position"]["quantity"]) == D("0.1")
-        market.book("ETHUSDT", bids=[("3499.99", "10")], asks=[("3500.00", "10")], mark="3500", depth=False)
-        top = await submit(service, "paper-1", body("s-2", symbol="ETHUSDT", quantity="1", notional=None))
+        # a symbol with only a top of book (no depth ever received): the fill says so
+        market.book("SOLUSDT", bids=[("149.99", "100")], asks=[("150.00", "100")], mark="150", depth=False)
+        top = await submit(service, "paper-1", body("s-2", symbol="SOLUSDT", quantity="1", notional=None))
         assert top["fills"][0]["top_of_book_only"] is True
+        # after a depth snapshot, a top-of-book update refreshes the best levels over that depth
+        market.book("ETHUSDT", bids=[("3499.99", "10")], asks=[("3500.00", "1"), ("3500.05", "10")], mark="3500")
+        market.book("ETHUSDT", bids=[("3500.00", "2")], asks=[("3500.01", "0.5")], mark="3500", depth=False)
+        eth = await submit(service, "paper-1", body("s-3", symbol="ETHUSDT", quantity="2", notional=None))
+        assert [(f["price"], f["quantity"], f["top_of_book_only"]) for f in eth["fills"]] == [
+            ("3500.01", "0.5", False), ("3500.05", "1.5", False)]
 
 
 async def test_min_notional_and_step_size_like_the_venue(tmp_path: Path, autojump_clock: Any) -> None:
