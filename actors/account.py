@@ -75,6 +75,8 @@ class Mailbox:
         self.idle_scope: trio.CancelScope | None = None
         self.work_scope: trio.CancelScope | None = None
         self.current: Envelope | None = None
+        # decisions accepted into the inbox and not answered yet: decision id -> fingerprint
+        self.pending_decisions: dict[str, str] = {}
 
     @property
     def inbox_depth(self) -> int:
@@ -191,6 +193,7 @@ class Plan:
         self.positions: dict[str, Position] = {}  # symbol -> new position value (closed included)
         self.funded_until: dict[str, int] = {}
         self.orders: dict[str, OrderRecord] = {}
+        self.order_times: list[float] = []  # orders sent, for the rate limits (applied at commit)
         self.alarms_add: list[Alarm] = []
         self.alarms_next_update: list[Alarm] = []  # first checked on the venue's next update
         self.alarms_cancel: list[str] = []
@@ -332,6 +335,7 @@ class AccountActor:
             if plan.cooldown_until is not False:
                 state.cooldown_until = plan.cooldown_until  # type: ignore[assignment]
             state.funded_until.update(plan.funded_until)
+            state.recent_order_times.extend(plan.order_times)
             market = self.ctx.market
             for symbol in acquired:  # live feeds keep the symbols of open positions subscribed
                 await market.acquire(symbol, self.account_id)
@@ -358,6 +362,12 @@ class AccountActor:
     # ---- decisions
 
     async def _submit_decision(self, msg: SubmitDecision) -> bytes:
+        try:
+            return await self._decide(msg)
+        finally:
+            self.mailbox.pending_decisions.pop(msg.decision.decision_id, None)
+
+    async def _decide(self, msg: SubmitDecision) -> bytes:
         decision = msg.decision
         # Idempotency: recent ids are answered from memory; an older id is caught by the unique
         # index on (account_id, decision_id) when its commit fails, before anything is applied,
@@ -368,6 +378,7 @@ class AccountActor:
         if self.crash_next_decision:
             self.crash_next_decision = False
             raise InjectedCrash(f"injected crash in account {self.account_id} while handling a decision")
+        consumed = self.adapter.snapshot()  # restored if the commit is refused (a resent id)
         with trio.CancelScope() as work:
             self.mailbox.work_scope = work
             try:
@@ -395,6 +406,7 @@ class AccountActor:
             stored = await self._stored_decision(decision.decision_id)
             if stored is None:
                 raise
+            self.adapter.restore(consumed)
             self._remember(decision.decision_id, *stored)
             return self._replay_stored(decision.decision_id, stored, msg.fingerprint)
         self._remember(decision.decision_id, msg.fingerprint, encoded)
@@ -762,7 +774,7 @@ class AccountActor:
         plan.event("order.filled", {"order_id": order.id, "filled_quantity": fmt(report.filled),
                                     "avg_price": fmt(report.avg_price), "fee": fmt(report.fee),
                                     "status": report.status, "trigger_price": fmt(trigger_price)})
-        self.state.recent_order_times.append(plan.now)
+        plan.order_times.append(plan.now)
         position = self._with_liquidation_price(position)
         plan.positions[position.symbol] = position
         plan.statements.append(position_statement(position))
@@ -1221,6 +1233,10 @@ async def load_account_state(ctx: AccountContext) -> AccountState:
             "SELECT position_id, MAX(funding_time) FROM funding_payments WHERE account_id = ? GROUP BY position_id",
             (settings.id,)):
         state.funded_until[position_id] = funding_time
+    for (created_at,) in await persistence.query(  # the rate limits survive a restart
+            "SELECT created_at FROM orders WHERE account_id = ? AND created_at > ? AND filled_quantity != '0'"
+            " ORDER BY created_at", (settings.id, now - 60)):
+        state.recent_order_times.append(created_at)
     order_rows = await persistence.query(
         "SELECT * FROM orders WHERE account_id = ? AND status IN ('NEW', 'PARTIALLY_FILLED')", (settings.id,))
     order_columns = await _columns(persistence, "orders")

@@ -99,7 +99,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="seq",
     )
-    db["orders"].create_index(["id"], unique=True)
+    db["orders"].create_index(["account_id", "id"], unique=True)  # ids are per account, like a venue's
     db["orders"].create_index(["account_id", "seq"])
     db["fills"].create(
         {
@@ -110,7 +110,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="seq",
     )
-    db["fills"].create_index(["id"], unique=True)
+    db["fills"].create_index(["account_id", "id"], unique=True)
     db["fills"].create_index(["account_id", "seq"])
     db["positions"].create(
         {
@@ -201,10 +201,10 @@ def dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-_SQL_CACHE: dict[tuple[str, tuple[str, ...], str | None], str] = {}
+_SQL_CACHE: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None], str] = {}
 
 
-def upsert(table: str, row: dict[str, Any], *, key: str | None = "id") -> Statement:
+def upsert(table: str, row: dict[str, Any], *, key: tuple[str, ...] | None = ("id",)) -> Statement:
     """``INSERT ... ON CONFLICT(key) DO UPDATE`` (a plain insert when ``key`` is None)."""
     columns = tuple(row)
     cache_key = (table, columns, key)
@@ -214,8 +214,8 @@ def upsert(table: str, row: dict[str, Any], *, key: str | None = "id") -> Statem
         marks = ", ".join("?" for _ in columns)
         sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"
         if key is not None:
-            updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != key)
-            sql += f" ON CONFLICT({key}) DO UPDATE SET {updates}"
+            updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c not in key)
+            sql += f" ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}"
         _SQL_CACHE[cache_key] = sql
     return Statement(sql, tuple(row.values()))
 
@@ -235,6 +235,8 @@ def _run_round(conn: sqlite3.Connection, items: list[Commit | Query]) -> list[An
     """
     try:
         return _transaction(conn, items)
+    except sqlite3.IntegrityError as exc:  # e.g. a resent decision id: expected, answered by its writer
+        log.info("group commit of %d items refused (%s); retrying them one by one", len(items), exc)
     except sqlite3.Error:
         log.exception("group commit of %d items failed; retrying them one by one", len(items))
     results: list[Any] = []

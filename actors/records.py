@@ -58,7 +58,7 @@ class OrderRecord(msgspec.Struct, kw_only=True):
         }
 
     def statement(self) -> Statement:
-        return upsert("orders", self.row())
+        return upsert("orders", self.row(), key=("account_id", "id"))
 
     @property
     def remaining(self) -> Decimal:

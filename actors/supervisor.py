@@ -24,8 +24,8 @@ from .clock import ServiceClock
 from .domain.risk import RiskLimits
 from .market_data import MarketData
 from .messages import (
-    ActorCrashed, ActorState, CloseAll, Envelope, Reply, SetGlobalState, SetTradingState, TradingState,
-    AccountUnavailable, UnknownAccount,
+    AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SetGlobalState,
+    SetTradingState, SubmitDecision, TradingState, UnknownAccount,
 )
 from .persistence import EventRecord, Persistence, Statement
 from .settings import AccountSettings, SupervisorSettings
@@ -200,6 +200,8 @@ class Supervisor:
     def _fail_in_flight(self, slot: AccountSlot, exc: BaseException) -> None:
         envelope = slot.mailbox.current
         slot.mailbox.current = None
+        if envelope is not None and isinstance(envelope.msg, SubmitDecision):
+            slot.mailbox.pending_decisions.pop(envelope.msg.decision.decision_id, None)
         if envelope is not None and envelope.reply is not None:
             envelope.reply.fail(ActorCrashed(f"account {slot.account_id} crashed while handling this: {_describe(exc)}"))
 
@@ -244,6 +246,12 @@ class Supervisor:
             if slot.next_restart_at is not None:
                 retry = max(1.0, slot.next_restart_at - self.clock.now())
             raise AccountUnavailable(account_id, f"account actor is {slot.status}", retry_after=retry)
+        pending = slot.mailbox.pending_decisions
+        decision_id = msg.decision.decision_id if isinstance(msg, SubmitDecision) else None
+        if decision_id is not None:
+            queued = pending.get(decision_id)
+            if queued is not None and queued != msg.fingerprint:  # the same id, in flight, other body
+                raise DecisionConflict(f"decision_id {decision_id!r} is already in flight with a different body")
         reply: Reply[Any] = Reply()
         try:
             slot.mailbox.inbox_send.send_nowait(Envelope(msg=msg, reply=reply, enqueued_at=trio.current_time()))
@@ -251,7 +259,13 @@ class Supervisor:
             raise AccountUnavailable(account_id, "inbox is full", retry_after=1) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise AccountUnavailable(account_id, "account is stopping", retry_after=5) from None
+        if decision_id is not None:
+            pending.setdefault(decision_id, msg.fingerprint)
         return reply
+
+    def is_pending(self, account_id: str, decision_id: str) -> str | None:
+        """The fingerprint of a decision queued or in flight on the account, if it is."""
+        return self.slot(account_id).mailbox.pending_decisions.get(decision_id)
 
     def control(self, account_id: str, msg: Any) -> Reply[Any]:
         """Send a control message on the priority path (never queued behind decisions)."""

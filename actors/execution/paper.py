@@ -75,6 +75,13 @@ class PaperAdapter:
         # symbol -> (book identity, price -> quantity already taken by this account)
         self._consumed: dict[str, tuple[tuple[int, int], dict[Decimal, Decimal]]] = {}
 
+    def snapshot(self) -> dict[str, tuple[tuple[int, int], dict[Decimal, Decimal]]]:
+        """The consumed-liquidity memory, to restore if what was planned is not committed."""
+        return {symbol: (identity, dict(taken)) for symbol, (identity, taken) in self._consumed.items()}
+
+    def restore(self, snapshot: dict[str, tuple[tuple[int, int], dict[Decimal, Decimal]]]) -> None:
+        self._consumed = snapshot
+
     def _consumed_for(self, quote: Quote) -> dict[Decimal, Decimal]:
         identity = (quote.book.venue_ms, quote.book.update_id)
         current = self._consumed.get(quote.symbol)

@@ -213,7 +213,11 @@ def create_app(service: Any) -> QuartTrio:
             reply = supervisor.submit(account_id, message)
         except AccountUnavailable as exc:
             raise unavailable(exc) from None
-        result_url = f"/v1/accounts/{account_id}/decisions/{decision.decision_id}"
+        except DecisionConflict as exc:
+            raise APIError(409, "IDEMPOTENCY_CONFLICT", str(exc), field="decision_id") from None
+        # the fingerprint makes the URL answer for this body only (409 if the id holds another)
+        result_url = (f"/v1/accounts/{account_id}/decisions/{decision.decision_id}"
+                      f"?fingerprint={message.fingerprint}")
         with trio.move_on_after(timeout):
             try:
                 encoded = await wait_decision(reply)
@@ -251,10 +255,18 @@ def create_app(service: Any) -> QuartTrio:
     @app.get("/v1/accounts/<account_id>/decisions/<decision_id>")
     async def get_decision(account_id: str, decision_id: str) -> Response:
         slot_of(account_id)
+        wanted = request.args.get("fingerprint")
         rows = await reader.fetchall(
-            "SELECT result FROM decisions WHERE account_id = ? AND decision_id = ?", (account_id, decision_id))
+            "SELECT result, fingerprint FROM decisions WHERE account_id = ? AND decision_id = ?",
+            (account_id, decision_id))
         if not rows:
+            pending = supervisor.is_pending(account_id, decision_id)
+            if pending is not None and (wanted is None or wanted == pending):
+                return json_response({"decision_id": decision_id, "status": "pending"}, 202)
             raise APIError(404, "UNKNOWN_DECISION", f"no decision {decision_id!r} on account {account_id}")
+        if wanted is not None and wanted != rows[0]["fingerprint"]:
+            raise APIError(409, "IDEMPOTENCY_CONFLICT",
+                           f"decision_id {decision_id!r} was stored with a different body", field="decision_id")
         result = msgspec.json.decode(rows[0]["result"])
         if result["status"] == "rejected":
             result["error"] = {"code": result["rejection"]["code"], "message": result["rejection"]["message"],
