@@ -114,7 +114,9 @@ class AccountContext(msgspec.Struct, kw_only=True):
     clock: ServiceClock
     mailbox: Any  # Mailbox
     global_state: Any  # callable -> TradingState
-    global_order_times: Any  # collections.deque[float], shared rate window (read-only here)
+    global_order_times: Any  # the supervisor's service-wide rate window (read here)
+    global_limits: Any = None  # GlobalLimits
+    record_global_order: Any = None  # callable(now): tells the supervisor an order was sent
     paper_latency: float = 0.0
 
 
@@ -336,6 +338,10 @@ class AccountActor:
                 state.cooldown_until = plan.cooldown_until  # type: ignore[assignment]
             state.funded_until.update(plan.funded_until)
             state.recent_order_times.extend(plan.order_times)
+            if self.ctx.record_global_order is not None and plan.order_times:
+                committed_at = self.now()  # commit order is time order across accounts
+                for _ in plan.order_times:
+                    self.ctx.record_global_order(committed_at)
             market = self.ctx.market
             for symbol in acquired:  # live feeds keep the symbols of open positions subscribed
                 await market.acquire(symbol, self.account_id)
@@ -453,12 +459,18 @@ class AccountActor:
                                     if o.is_resting and not o.reduce_only), ZERO),
             cooldown_until=state.cooldown_until,
             recent_order_times=tuple(state.recent_order_times),
-            global_recent_order_times=tuple(self.ctx.global_order_times),
+            global_recent_order_times=self._global_order_times(),
             day_start_equity=state.day_start_equity,
             peak_equity=state.peak_equity,
             day=state.day,
             marks=marks,
         )
+
+    def _global_order_times(self) -> tuple[float, ...]:
+        limits = self.ctx.global_limits
+        if limits is None or (limits.max_orders_per_second is None and limits.max_orders_per_minute is None):
+            return ()
+        return tuple(self.ctx.global_order_times)
 
     def effective_state(self) -> str:
         return stricter_state(self.state.trading_state, self.ctx.global_state())  # type: ignore[arg-type]
@@ -471,7 +483,7 @@ class AccountActor:
         quote = market.quote(decision.symbol)
         verdict = evaluate(
             decision, self._account_view(now), MarketView(instrument=instrument, quote=quote),
-            self.state.limits, now,
+            self.state.limits, now, global_limits=self.ctx.global_limits,
         )
         if not verdict.accepted:
             assert verdict.rejection is not None

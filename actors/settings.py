@@ -22,7 +22,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from .domain.risk import InvalidLimits, RiskLimits, merge_limits
+from .domain.risk import GlobalLimits, InvalidLimits, RiskLimits, merge_global_limits, merge_limits
 
 DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "settings.yaml"
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
@@ -94,6 +94,7 @@ class Settings(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     venues: dict[str, dict[str, Any]] = msgspec.field(default_factory=lambda: {"sim": {}})
     risk: dict[str, Any] = {}
+    global_risk: dict[str, Any] = {}  # service-wide order rates: max_orders_per_second / _per_minute
     supervisor: SupervisorSettings = SupervisorSettings()
     accounts: tuple[AccountSettings, ...] = ()
     log_level: str = "INFO"
@@ -103,6 +104,10 @@ class Settings(_Strict):
     @property
     def risk_defaults(self) -> RiskLimits:
         return merge_limits(RiskLimits(), self.risk)
+
+    @property
+    def global_limits(self) -> GlobalLimits:
+        return merge_global_limits(GlobalLimits(), self.global_risk)
 
     def venue_settings(self, name: str) -> SimVenueSettings | ReplayVenueSettings | LiveVenueSettings:
         raw = self.venues.get(name) or {}
@@ -207,6 +212,10 @@ def _validate(settings: Settings, source: str) -> None:
         defaults = settings.risk_defaults
     except InvalidLimits as exc:
         raise SettingsError(f"{source}: risk.{exc.field}: {exc.message}") from None
+    try:
+        settings.global_limits
+    except InvalidLimits as exc:
+        raise SettingsError(f"{source}: global_risk.{exc.field}: {exc.message}") from None
     seen: set[str] = set()
     for index, account in enumerate(settings.accounts):
         where = f"accounts[{index}]"

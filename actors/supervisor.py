@@ -21,7 +21,7 @@ import trio
 
 from .account import AccountActor, AccountContext, Mailbox, account_actor
 from .clock import ServiceClock
-from .domain.risk import RiskLimits
+from .domain.risk import GlobalLimits, RiskLimits
 from .market_data import MarketData
 from .messages import (
     AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SetGlobalState,
@@ -77,6 +77,7 @@ class Supervisor:
         *,
         paper_latency: float = 0.0,
         rng: random.Random | None = None,
+        global_limits: GlobalLimits | None = None,
     ) -> None:
         self.settings = settings
         self.persistence = persistence
@@ -89,7 +90,9 @@ class Supervisor:
         self.draining = False
         self._rng = rng or random.Random()
         self._nursery: trio.Nursery | None = None
+        # the service-wide order-rate window: owned here, appended through record_global_order
         self.global_order_times: collections.deque[float] = collections.deque(maxlen=4096)
+        self.global_limits = global_limits or GlobalLimits()
 
     # ---- lifecycle
 
@@ -124,7 +127,9 @@ class Supervisor:
             clock=self.clock,
             mailbox=slot.mailbox,
             global_state=lambda: self.global_state,
-            global_order_times=(),
+            global_order_times=self.global_order_times,
+            global_limits=self.global_limits,
+            record_global_order=self.global_order_times.append,
             paper_latency=self.paper_latency,
         )
 

@@ -38,7 +38,8 @@ Policy decisions (documented here because clients and operators depend on them):
   there is nothing to close, on stale market data (nothing executes on stale data) and by the
   rate limits: like NautilusTrader's RiskEngine, rate limits count every submitted order, since
   they protect the venue's order-count quota and stop runaway clients, closes included.
-* Rate limits: ``recent_order_times`` are the submit times of this account's previous orders,
+* Rate limits: ``recent_order_times`` are the submit times of this account's previous orders
+  (ascending),
   ``global_recent_order_times`` those of every account. Per-account limits live in
   :class:`RiskLimits`; the service-wide ones in a separate :class:`GlobalLimits` passed as
   ``evaluate(..., global_limits=...)``, so that a per-account override can never loosen them.
@@ -62,6 +63,8 @@ Policy decisions (documented here because clients and operators depend on them):
 """
 
 from __future__ import annotations
+
+import bisect
 
 import math
 import typing
@@ -780,7 +783,7 @@ def _rate_outcome(
     prefix = "" if scope == "account" else "global "
     windows = ((per_second, 1.0, "max_orders_per_second"), (per_minute, 60.0, "max_orders_per_minute"))
     for limit, window, name in windows:
-        in_window = sorted(t for t in times if t > now - window)
+        in_window = times[bisect.bisect_right(times, now - window):]  # times are ascending
         detail[f"orders_last_{int(window)}s"] = str(len(in_window))
         detail[name] = _num(limit)
         if failure is None and limit is not None and len(in_window) >= limit:

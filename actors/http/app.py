@@ -366,6 +366,8 @@ def create_app(service: Any) -> QuartTrio:
             "positions": positions,
             "open_orders": [o.view() for o in state.orders.values()],
             "risk_limits": limits,
+            "global_risk_limits": msgspec.to_builtins(supervisor.global_limits),
+            "market_data": market.health(),
             "risk_usage": {
                 "open_positions": len(state.positions),
                 "total_notional": fmt(total_notional),

@@ -177,3 +177,29 @@ async def test_paper_balance_moves_by_fees_and_realized_pnl_exactly(tmp_path: Pa
         assert closed["position"]["status"] == "closed"
         assert state.positions == {}
         assert state.margin == 0
+
+
+async def test_a_full_inbox_is_refused_at_once_not_queued_without_bound(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    async with open_service(tmp_path, paper_latency=1.0) as service:  # inbox_size 16 in the test settings
+        replies = [submit_nowait(service, "paper-1", body(f"q-{n}", notional="100")) for n in range(16)]
+        await trio.sleep(0.1)  # the first one is in flight: 15 queued + room for 1
+        replies.append(submit_nowait(service, "paper-1", body("q-16", notional="100")))
+        with pytest.raises(Exception, match="inbox is full") as refused:
+            submit_nowait(service, "paper-1", body("q-17", notional="100"))
+        assert refused.value.retry_after >= 1  # type: ignore[attr-defined]
+        assert (await submit(service, "paper-2", body("other", notional="100")))["status"] == "filled"
+        for reply in replies:  # everything that was accepted is executed
+            await reply.wait()
+        assert trio.current_time() >= 17.0
+
+
+async def test_the_global_order_rate_limit_spans_accounts(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    text = TEST_SETTINGS.replace("risk: {max_leverage: 25, cooldown_seconds: 0}",
+                                 "risk: {max_leverage: 25, cooldown_seconds: 0}\nglobal_risk: {max_orders_per_minute: 3}")
+    async with open_service(tmp_path, text) as service:
+        for n, account in enumerate(("paper-1", "paper-2", "paper-1")):
+            assert (await submit(service, account, body(f"gr-{n}", notional="100")))["status"] == "filled"
+        limited = await submit(service, "paper-2", body("gr-3", notional="100"))
+        assert limited["rejection"]["code"] == "RATE_LIMITED"
+        await trio.sleep(61)
+        assert (await submit(service, "paper-2", body("gr-4", notional="100")))["status"] == "filled"
