@@ -39,7 +39,7 @@ from .domain.decisions import DecisionIn, InvalidDecision, request_fingerprint, 
 from .domain.market import Instrument, MarkPrice, OrderBook
 from .domain.money import fmt, plain
 from .messages import SubmitDecision
-from .settings import AccountSettings, Settings, SettingsError, parse_settings
+from .settings import Settings, SettingsError, parse_settings
 
 VENUE = "replay"
 

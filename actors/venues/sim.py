@@ -17,6 +17,7 @@ import math
 import random
 from decimal import Decimal
 
+from ..domain.margin import default_brackets
 from ..domain.market import FeeRates, Instrument, LeverageBracket, MarkPrice, OrderBook, SymbolFilters
 from ..domain.money import round_step_down, round_to_tick
 
@@ -24,38 +25,12 @@ FUNDING_INTERVAL_MS = 8 * 3600 * 1000
 ASTER_FEES = FeeRates(maker=Decimal("0.0001"), taker=Decimal("0.00035"))
 
 
-def bracket_ladder(rows: list[tuple[str, int, str]]) -> tuple[LeverageBracket, ...]:
-    """Brackets from (notional floor, max leverage, maintenance margin rate) rows.
-
-    ``cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}``, so the maintenance margin is continuous.
-    """
-    brackets: list[LeverageBracket] = []
-    cum = Decimal(0)
-    previous_mmr = Decimal(0)
-    for index, (floor, leverage, mmr) in enumerate(rows):
-        floor_d, mmr_d = Decimal(floor), Decimal(mmr)
-        cum = floor_d * (mmr_d - previous_mmr) + cum
-        cap = Decimal(rows[index + 1][0]) if index + 1 < len(rows) else Decimal("1E+12")
-        brackets.append(
-            LeverageBracket(
-                bracket=index + 1,
-                initial_leverage=leverage,
-                notional_floor=floor_d,
-                notional_cap=cap,
-                maint_margin_ratio=mmr_d,
-                cum=cum,
-            )
-        )
-        previous_mmr = mmr_d
-    return tuple(brackets)
-
-
-BTC_LADDER = bracket_ladder([
+BTC_LADDER = default_brackets([
     ("0", 125, "0.004"), ("50000", 100, "0.005"), ("250000", 50, "0.01"), ("3000000", 20, "0.025"),
     ("15000000", 10, "0.05"), ("30000000", 5, "0.1"), ("80000000", 4, "0.125"),
     ("100000000", 3, "0.15"), ("200000000", 2, "0.25"), ("300000000", 1, "0.5"),
 ])
-ALT_LADDER = bracket_ladder([
+ALT_LADDER = default_brackets([
     ("0", 75, "0.01"), ("10000", 50, "0.02"), ("100000", 25, "0.025"), ("500000", 10, "0.05"),
     ("1000000", 5, "0.1"), ("3000000", 4, "0.125"), ("5000000", 3, "0.15"), ("10000000", 2, "0.25"),
     ("20000000", 1, "0.5"),

@@ -10,22 +10,20 @@ the next UTC day; a drawdown halt stays until an operator resumes the account.
 from __future__ import annotations
 
 import json
-from contextlib import asynccontextmanager
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import trio
 
 from actors.account import HOUSEKEEPING_SECONDS
-from actors.clock import ServiceClock
 from actors.domain.risk import SECONDS_PER_DAY, merge_limits, utc_day
 from actors.messages import CloseAll, SetTradingState, UpdateRiskLimits
-from actors.service import Service, run_service
+from actors.service import Service
 from tests.actors.helpers import body, submit
-from tests.actors.test_paper_fills import START, TAKER, ScriptedMarket
-from tests.conftest import TEST_SETTINGS, db_rows, make_settings
+from tests.actors.test_paper_fills import START, TAKER, ScriptedMarket, scripted_service
+from tests.conftest import db_rows
 
 MIDNIGHT = START + SECONDS_PER_DAY  # 2026-01-02T00:00:00Z
 ANCHOR = MIDNIGHT - 120  # the service starts at 23:58:00 UTC, two minutes before the day ends
@@ -34,20 +32,9 @@ ENTRY = D("68000")  # the scripted market's BTCUSDT ask (and mark) at start
 QUANTITY = D("0.1")
 
 
-@asynccontextmanager
-async def loss_service(tmp_path: Path) -> AsyncIterator[tuple[Service, ScriptedMarket]]:
+def loss_service(tmp_path: Path) -> Any:
     """The in-process service (inline commits) on a scripted market, its clock at ``ANCHOR``."""
-    market = ScriptedMarket()
-    settings = make_settings(tmp_path, TEST_SETTINGS)
-    async with trio.open_nursery() as nursery:
-        service: Service = await nursery.start(lambda task_status: run_service(
-            settings, clock=ServiceClock(ANCHOR), serve_http=False, inline_persistence=True,
-            sources={"sim": market.source()}, task_status=task_status))
-        try:
-            yield service, market
-        finally:
-            service.request_stop()
-            await service.stopped.wait()
+    return scripted_service(tmp_path, anchor=ANCHOR)
 
 
 def account(service: Service) -> Any:

@@ -9,7 +9,6 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import msgspec
 import trio
 import trio.testing
 
@@ -61,12 +60,14 @@ class ScriptedMarket:
 
 
 @asynccontextmanager
-async def scripted_service(tmp_path: Path, text: str = TEST_SETTINGS) -> AsyncIterator[tuple[Service, ScriptedMarket]]:
+async def scripted_service(tmp_path: Path, text: str = TEST_SETTINGS, *,
+                           anchor: float = START) -> AsyncIterator[tuple[Service, ScriptedMarket]]:
+    """The in-process service (inline commits) on a scripted market, its clock at ``anchor``."""
     market = ScriptedMarket()
     settings = make_settings(tmp_path, text)
     async with trio.open_nursery() as nursery:
         service: Service = await nursery.start(lambda task_status: run_service(
-            settings, clock=ServiceClock(START), serve_http=False, inline_persistence=True,
+            settings, clock=ServiceClock(anchor), serve_http=False, inline_persistence=True,
             sources={"sim": market.source()}, task_status=task_status))
         try:
             yield service, market
