@@ -28,6 +28,7 @@ from .clock import ServiceClock
 from .domain import margin as margin_math
 from .domain.alarms import Alarm
 from .domain.decisions import Decision
+from .domain.filters import VenueReject, check_leverage
 from .domain.market import Instrument, Quote
 from .domain.money import ZERO, fmt, round_step_down, round_to_tick
 from .domain.positions import (
@@ -37,7 +38,7 @@ from .domain.risk import (
     AccountView, LossBreach, MarketView, RiskLimits, RiskVerdict, cooldown_until_after, evaluate,
     loss_state, stricter_state, utc_day,
 )
-from .execution.paper import ExecutionReport, OrderRequest, PaperAdapter
+from .execution.paper import ExecutionReport, OrderRequest, PaperAdapter, SimFill
 from .market_data import MarketData
 from .messages import (
     AlarmFired, CancelOrder, CloseAll, DecisionConflict, Envelope, InjectCrash, Inspect,
@@ -961,8 +962,6 @@ class AccountActor:
             symbol=position.symbol, side=exit_side(position.side), type_="LIQUIDATION", purpose="liquidation",
             reduce_only=True, quantity=position.quantity, trigger_price=position.liquidation_price,
         )
-        from .execution.paper import SimFill
-
         report = ExecutionReport(
             order_id=order.id, status="FILLED", requested=position.quantity, filled=position.quantity,
             avg_price=price, fee=fee,
@@ -1196,9 +1195,7 @@ def _tpsl_problem(side: str, reference: Decimal, take_profit: Decimal | None, st
     return None
 
 
-def _leverage_reject(instrument: Instrument, leverage: int, notional: Decimal) -> Any:
-    from .domain.filters import check_leverage
-
+def _leverage_reject(instrument: Instrument, leverage: int, notional: Decimal) -> VenueReject | None:
     return check_leverage(instrument, leverage, notional)
 
 

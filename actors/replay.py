@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import msgspec
 import trio
@@ -63,24 +63,28 @@ class DecisionEvent:
     body: bytes
 
 
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a JSONL file with their line numbers."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            raw = raw.strip()
+            if raw:
+                yield number, raw
+
+
 def load_market(path: Path) -> list[MarketEvent]:
     from .venues.parsing import ParseError, parse_stream_message
 
     events: list[MarketEvent] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            raw = raw.strip()
-            if not raw:
-                continue
-            try:
-                update = parse_stream_message(raw, 0.0)
-            except ParseError as exc:
-                raise ReplayError(f"{path}:{number}: not a market message: {exc}") from None
-            if update is None:
-                continue
-            received = update.venue_ms / 1000
-            update = msgspec.structs.replace(update, received_at=received)
-            events.append(MarketEvent(update.venue_ms, number, update))
+    for number, raw in _lines(path):
+        try:
+            update = parse_stream_message(raw, 0.0)
+        except ParseError as exc:
+            raise ReplayError(f"{path}:{number}: not a market message: {exc}") from None
+        if update is None:
+            continue
+        update = msgspec.structs.replace(update, received_at=update.venue_ms / 1000)
+        events.append(MarketEvent(update.venue_ms, number, update))
     if not events:
         raise ReplayError(f"{path}: no market data")
     return events
@@ -95,16 +99,12 @@ class _DecisionLine(msgspec.Struct, forbid_unknown_fields=True):
 def load_decisions(path: Path) -> list[DecisionEvent]:
     decoder = msgspec.json.Decoder(_DecisionLine)
     events: list[DecisionEvent] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            raw = raw.strip()
-            if not raw:
-                continue
-            try:
-                line = decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ReplayError(f"{path}:{number}: {exc}") from None
-            events.append(DecisionEvent(line.at, number, line.account_id, bytes(line.decision)))
+    for number, raw in _lines(path):
+        try:
+            line = decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ReplayError(f"{path}:{number}: {exc}") from None
+        events.append(DecisionEvent(line.at, number, line.account_id, bytes(line.decision)))
     return events
 
 
