@@ -41,8 +41,8 @@ from .domain.risk import (
 from .execution.paper import ExecutionReport, OrderRequest, PaperAdapter, SimFill
 from .market_data import MarketData
 from .messages import (
-    AlarmFired, CancelOrder, CloseAll, DecisionConflict, Envelope, InjectCrash, Inspect,
-    Rejection, SetGlobalState, SetProtection, SetTradingState, SubmitDecision, UpdateRiskLimits,
+    AlarmFired, CancelOrder, CloseAll, DecisionConflict, Envelope, InjectCrash, Rejection, SetProtection,
+    SetTradingState, SubmitDecision, UpdateRiskLimits,
 )
 from .persistence import EventRecord, Persistence, Statement, text, upsert
 from .records import (
@@ -58,10 +58,6 @@ RECENT_DECISIONS = 256
 
 class InjectedCrash(RuntimeError):
     """Raised by the test-only fault hook."""
-
-
-class CloseAllCancelled(Exception):
-    pass
 
 
 class Mailbox:
@@ -275,7 +271,7 @@ class AccountActor:
         self.mailbox.current = envelope
         try:
             result = await self._dispatch(envelope.msg)
-        except (DecisionConflict, CloseAllCancelled, ProtectionError) as exc:
+        except (DecisionConflict, ProtectionError) as exc:
             if envelope.reply is not None:
                 envelope.reply.fail(exc)
         else:
@@ -293,16 +289,12 @@ class AccountActor:
                 return await self._close_all(reason)
             case SetTradingState(state=state, reason=reason, source=source):
                 return await self._set_trading_state(state, reason, source)
-            case SetGlobalState():
-                return self.effective_state()
             case UpdateRiskLimits(limits=limits):
                 return await self._update_limits(limits)
             case SetProtection():
                 return await self._set_protection(msg)
             case CancelOrder(order_id=order_id):
                 return await self._cancel_order(order_id)
-            case Inspect():
-                return None
             case InjectCrash(where=where):
                 if where == "now":
                     raise InjectedCrash(f"injected crash in account {self.account_id}")

@@ -74,10 +74,6 @@ class SetProtection(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     stop_loss: Decimal | None
 
 
-class Inspect(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    pass
-
-
 # ---------------------------------------------------------------- control path (priority)
 
 
@@ -85,12 +81,6 @@ class SetTradingState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     state: TradingState
     reason: str | None = None
     source: Literal["account", "global", "loss_limit"] = "account"
-
-
-class SetGlobalState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """The global trading state changed; the account re-evaluates its effective state."""
-
-    state: TradingState
 
 
 class CloseAll(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -118,8 +108,8 @@ class InjectCrash(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     where: Literal["now", "next_decision", "mid_decision"] = "now"
 
 
-AccountCommand = SubmitDecision | CancelOrder | SetProtection | Inspect
-ControlCommand = SetTradingState | SetGlobalState | CloseAll | UpdateRiskLimits | InjectCrash
+AccountCommand = SubmitDecision | CancelOrder | SetProtection
+ControlCommand = SetTradingState | CloseAll | UpdateRiskLimits | InjectCrash | AlarmFired
 AccountMessage = AccountCommand | ControlCommand
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import logging
 import random
-from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -24,15 +23,13 @@ from .clock import ServiceClock
 from .domain.risk import GlobalLimits, RiskLimits
 from .market_data import MarketData
 from .messages import (
-    AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SetGlobalState,
-    SetTradingState, SubmitDecision, TradingState, UnknownAccount,
+    AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
+    TradingState, UnknownAccount,
 )
 from .persistence import EventRecord, Persistence, Statement
 from .settings import AccountSettings, SupervisorSettings
 
 log = logging.getLogger("actors.supervisor")
-
-CONTROL_TYPES = (SetTradingState, SetGlobalState, CloseAll)
 
 
 class AccountSlot:
@@ -326,5 +323,3 @@ async def supervisor_actor(
         task_status.started(supervisor)
         await trio.sleep_forever()
 
-
-Ask = Callable[[str, Any], Reply[Any]]
