@@ -510,6 +510,15 @@ class AccountActor:
                                         "message": order.reject_message})
         return self._result(plan, decision, "rejected", order=order, fills=(), rejection=rejection)
 
+    def _venue_rejected(self, plan: Plan, decision: Decision, verdict: RiskVerdict, order: OrderRecord,
+                        reject: VenueReject, **details: str) -> dict[str, Any]:
+        """A decision the gate accepted but the venue would refuse: stored with the venue's code."""
+        order.status, order.reject_code, order.reject_message = "REJECTED", str(reject.code), reject.msg
+        return self._rejected(plan, decision, Rejection(
+            code="VENUE_REJECTED", message=f"the venue would reject this order: {reject.msg}",
+            details={"venue_code": str(reject.code), "venue_message": reject.msg, **details},
+        ), verdict.checks, order=order)
+
     def _result(self, plan: Plan, decision: Decision, status: str, *, order: OrderRecord | None,
                 fills: Iterable[FillRecord], rejection: Rejection | None = None,
                 position: Position | None = None) -> dict[str, Any]:
@@ -517,15 +526,11 @@ class AccountActor:
         if position is not None:
             quote = self.ctx.market.quote(position.symbol)
             mark = quote.mark_price if quote is not None else None
-        protective = []
-        if position is not None:
-            for o in list(self.state.orders.values()) + list(plan.orders.values()):
-                if o.position_id == position.id and o.purpose in ("take_profit", "stop_loss"):
-                    protective.append(o)
-            seen: dict[str, OrderRecord] = {}
-            for o in protective:
-                seen[o.id] = plan.orders.get(o.id, o)
-            protective = list(seen.values())
+        protective: list[OrderRecord] = []
+        if position is not None:  # the plan's version of an order wins over the committed one
+            orders = {**self.state.orders, **plan.orders}
+            protective = [o for o in orders.values()
+                          if o.position_id == position.id and o.purpose in ("take_profit", "stop_loss")]
         return {
             "decision_id": decision.decision_id,
             "account_id": self.account_id,
@@ -587,23 +592,17 @@ class AccountActor:
             order.take_profit, order.stop_loss = decision.take_profit, decision.stop_loss
             reject = _leverage_reject(instrument, leverage, (position.quantity + quantity) * mark) if quantity > 0 else None
             return self._plan_limit(plan, decision, instrument, quote, verdict, order, position, reject)
-        venue_reject = margin_reject = None
         if quantity > 0:
-            margin_reject = _leverage_reject(instrument, leverage, (position.quantity + quantity) * mark)
+            reject = _leverage_reject(instrument, leverage, (position.quantity + quantity) * mark)
+            if reject is not None:
+                return self._venue_rejected(plan, decision, verdict, order, reject, quantity=fmt(quantity) or "0")
         report = self.adapter.execute_market(
             OrderRequest(order_id=order.id, symbol=decision.symbol, side=side, quantity=quantity,
                          max_slippage_bps=self._slippage(decision)),
             quote, instrument,
-        ) if margin_reject is None else None
-        venue_reject = margin_reject or (report.reject if report is not None else None)
-        if venue_reject is not None or report is None:
-            assert venue_reject is not None
-            order.status, order.reject_code, order.reject_message = "REJECTED", str(venue_reject.code), venue_reject.msg
-            return self._rejected(plan, decision, Rejection(
-                code="VENUE_REJECTED", message=f"the venue would reject this order: {venue_reject.msg}",
-                details={"venue_code": str(venue_reject.code), "venue_message": venue_reject.msg,
-                         "quantity": fmt(quantity) or "0"},
-            ), verdict.checks, order=order)
+        )
+        if report.reject is not None:
+            return self._venue_rejected(plan, decision, verdict, order, report.reject, quantity=fmt(quantity) or "0")
         self._audit(plan, decision, verdict.checks, None)
         plan.event("decision.accepted", {"decision_id": decision.decision_id})
         fills = self._apply_fills(plan, order, report, position, opening=True, decision_id=decision.decision_id)
@@ -633,11 +632,7 @@ class AccountActor:
             quote, instrument,
         )
         if report.reject is not None:
-            order.status, order.reject_code, order.reject_message = "REJECTED", str(report.reject.code), report.reject.msg
-            return self._rejected(plan, decision, Rejection(
-                code="VENUE_REJECTED", message=f"the venue would reject this order: {report.reject.msg}",
-                details={"venue_code": str(report.reject.code), "venue_message": report.reject.msg},
-            ), verdict.checks, order=order)
+            return self._venue_rejected(plan, decision, verdict, order, report.reject)
         self._audit(plan, decision, verdict.checks, None)
         plan.event("decision.accepted", {"decision_id": decision.decision_id})
         fills = self._apply_fills(plan, order, report, position, opening=False, decision_id=decision.decision_id,
@@ -655,11 +650,7 @@ class AccountActor:
                                quantity=order.quantity or ZERO, reduce_only=order.reduce_only)
         reject = reject or self.adapter.validate_limit(request, decision.price, quote, instrument)
         if reject is not None:
-            order.status, order.reject_code, order.reject_message = "REJECTED", str(reject.code), reject.msg
-            return self._rejected(plan, decision, Rejection(
-                code="VENUE_REJECTED", message=f"the venue would reject this order: {reject.msg}",
-                details={"venue_code": str(reject.code), "venue_message": reject.msg},
-            ), verdict.checks, order=order)
+            return self._venue_rejected(plan, decision, verdict, order, reject)
         self._audit(plan, decision, verdict.checks, None)
         plan.event("decision.accepted", {"decision_id": decision.decision_id})
         report = self.adapter.execute_limit(request, decision.price, quote, instrument, resting=False)

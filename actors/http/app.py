@@ -20,14 +20,20 @@ from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ..account import ProtectionError
 from ..domain.decisions import Decision, DecisionIn, InvalidDecision, request_fingerprint, validate_decision
 from ..domain.money import BadAmount, fmt, plain, to_decimal
+from ..domain.performance import performance as compute_performance
 from ..domain.risk import InvalidLimits, RiskLimits, merge_limits
 from ..messages import (
     AccountUnavailable, ActorCrashed, CancelOrder, CloseAll, DecisionConflict, SetProtection,
     SetTradingState, SubmitDecision, UnknownAccount, UpdateRiskLimits,
 )
-from ..records import fill_view_from_row, order_view_from_row, position_view, position_view_from_row
+from ..persistence import Statement
+from ..records import (
+    fill_view_from_row, order_view_from_row, position_from_row, position_view, position_view_from_row,
+)
+from ..settings import ACCOUNT_ID_PATTERN, AccountSettings
 from .errors import APIError, from_validation_error
 from .openapi import OPENAPI
 
@@ -236,8 +242,6 @@ def create_app(service: Any) -> QuartTrio:
         return json_response(encoded, 200)
 
     async def audit_malformed(account_id: str, body: bytes, error: APIError) -> None:
-        from ..persistence import Statement
-
         decision_id = None
         try:
             decision_id = msgspec.json.decode(body).get("decision_id")
@@ -282,8 +286,6 @@ def create_app(service: Any) -> QuartTrio:
 
     @app.post("/v1/accounts")
     async def create_account() -> Response:
-        from ..settings import ACCOUNT_ID_PATTERN, AccountSettings
-
         data = _decode(await read_body(), AccountIn)
         if not ACCOUNT_ID_PATTERN.match(data.id):
             raise APIError(400, "INVALID_FIELD", "id must be 1-64 letters, digits, _ or -", field="id")
@@ -409,8 +411,6 @@ def create_app(service: Any) -> QuartTrio:
 
     @app.put("/v1/accounts/<account_id>/positions/<symbol>/protection")
     async def set_protection(account_id: str, symbol: str) -> Response:
-        from ..account import ProtectionError
-
         slot_of(account_id)
         data = _decode(await read_body(), ProtectionIn)
         values: dict[str, Decimal | None] = {}
@@ -439,8 +439,6 @@ def create_app(service: Any) -> QuartTrio:
 
     @app.delete("/v1/accounts/<account_id>/orders/<order_id>")
     async def cancel_order(account_id: str, order_id: str) -> Response:
-        from ..account import ProtectionError
-
         slot_of(account_id)
         try:
             result = await wait_reply(supervisor.submit(account_id, CancelOrder(order_id=order_id)))
@@ -491,9 +489,6 @@ def create_app(service: Any) -> QuartTrio:
 
     @app.get("/v1/accounts/<account_id>/performance")
     async def performance(account_id: str) -> Response:
-        from ..domain.performance import performance as compute
-        from ..records import position_from_row
-
         slot = slot_of(account_id)
         rows = await reader.fetchall(
             "SELECT * FROM positions WHERE account_id = ? AND status = 'closed' ORDER BY closed_at, seq", (account_id,))
@@ -504,7 +499,7 @@ def create_app(service: Any) -> QuartTrio:
         for position in closed:
             equity += position.net_pnl
             curve.append((position.closed_at or 0.0, equity))
-        result = compute(closed, curve)
+        result = compute_performance(closed, curve)
         return json_response(plain(result) | {"account_id": account_id})
 
     # ---------------------------------------------------------------- risk and kill switches
