@@ -277,8 +277,7 @@ class _Load:
         report.final_status[status] += 1
         report.latencies.append(latency)
         if status in (200, 422):
-            result = dict(payload)
-            result.pop("error", None)
+            result = dict(payload)  # a rejection's answer is its stored result, error included
             if status == 422:
                 code = (result.get("rejection") or {}).get("code", "?")
                 report.rejection_codes[code] += 1
@@ -323,7 +322,6 @@ class _Load:
             return
         status, payload = answer
         payload = dict(payload)
-        payload.pop("error", None)
         if status == 409:
             report.problem(f"{ack.account_id}/{ack.decision_id}: 409 for a re-submission of the same body")
         elif status != ack.http_status or payload != ack.result:

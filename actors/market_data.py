@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -24,7 +24,7 @@ import trio
 from .clock import ServiceClock
 from .domain.alarms import Alarm, AlarmIndex
 from .domain.market import Instrument, MarkPrice, OrderBook, Quote
-from .messages import AlarmFired, Envelope
+from .messages import AcquireSymbol, AlarmFired, ReleaseSymbol, SymbolCommand
 
 log = logging.getLogger("actors.market_data")
 
@@ -43,18 +43,18 @@ class CancelAccountAlarms(msgspec.Struct, frozen=True, tag=True):
     account_id: str
 
 
-class AcquireSymbol(msgspec.Struct, frozen=True, tag=True):
-    symbol: str
-
-
-class ReleaseSymbol(msgspec.Struct, frozen=True, tag=True):
-    symbol: str
-
-
 MarketCommand = AddAlarm | CancelAlarms | CancelAccountAlarms | AcquireSymbol | ReleaseSymbol
 
 
-class FeedStatus(msgspec.Struct, kw_only=True):
+class AlarmSink(Protocol):
+    """Where an account's fired alarms go: its mailbox's venue path (never blocks)."""
+
+    def post_venue(self, message: AlarmFired) -> bool: ...
+
+
+class FeedHealth(msgspec.Struct, kw_only=True):
+    """What /health shows of a venue's market data, whatever its source (sim, replay, live)."""
+
     state: str = "connecting"
     detail: str = ""
     last_message_at: float | None = None
@@ -73,9 +73,9 @@ class MarketData:
         self._holders: dict[str, set[str]] = {}
         self._settlements: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
         self._instruments: dict[str, Instrument] = {}
-        self._alarm_sinks: dict[str, trio.MemorySendChannel[Envelope]] = {}
+        self._alarm_sinks: dict[str, AlarmSink] = {}
         self.alarms = AlarmIndex()
-        self.status = FeedStatus()
+        self.status = FeedHealth()
         self.counters: Counter[str] = Counter()
         self.ready = trio.Event()
 
@@ -144,8 +144,8 @@ class MarketData:
             del self._holders[symbol]
             await self._commands.send(ReleaseSymbol(symbol))
 
-    def register_account(self, account_id: str, sink: trio.MemorySendChannel[Envelope]) -> None:
-        """Where this account's fired alarms go (its supervisor-owned control channel)."""
+    def register_account(self, account_id: str, sink: AlarmSink) -> None:
+        """Where this account's fired alarms go (its supervisor-owned mailbox)."""
         self._alarm_sinks[account_id] = sink
 
     def unregister_account(self, account_id: str) -> None:
@@ -209,10 +209,9 @@ class MarketData:
                 alarm_id=alarm.alarm_id, symbol=symbol, kind=alarm.kind, ref=alarm.ref,
                 threshold=alarm.threshold, price=price,
             )
-            try:
-                sink.send_nowait(Envelope(msg=message))
+            if sink.post_venue(message):
                 self.counters["alarms_fired"] += 1
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            else:
                 self.counters["alarms_dropped"] += 1
 
     def _handle(self, command: MarketCommand) -> None:
@@ -273,7 +272,7 @@ async def market_data_actor(
     """
     send, receive = trio.open_memory_channel[MarketCommand](command_buffer)
     handle = MarketData(venue, clock, send)
-    symbol_send, symbol_receive = trio.open_memory_channel[AcquireSymbol | ReleaseSymbol](command_buffer)
+    symbol_send, symbol_receive = trio.open_memory_channel[SymbolCommand](command_buffer)
     async with trio.open_nursery() as nursery:
         await nursery.start(source, handle, symbol_receive)
         handle.ready.set()
@@ -287,36 +286,3 @@ async def market_data_actor(
                         await symbol_send.send(command)
                 handle._handle(command)
         nursery.cancel_scope.cancel()
-
-
-def sim_source(seed: int, symbols: tuple[str, ...], interval: float, volatility_bps: float, clock: ServiceClock) -> Source:
-    """The offline sim market as a market-data source."""
-    from .venues.sim import SimMarket
-
-    async def run(handle: MarketData, symbol_commands: trio.MemoryReceiveChannel[Any], *,
-                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        market = SimMarket(seed, symbols, volatility_bps=volatility_bps)
-        handle.set_instruments(market.instruments())
-
-        def step() -> None:
-            now = clock.now()
-            for book, mark in market.step(int(now * 1000), now):
-                handle.publish_book(book)
-                handle.publish_mark(mark)
-
-        step()
-        handle.set_feed_state("connected", "sim")
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_discard, symbol_commands)  # every sim symbol is always live
-            while True:
-                await trio.sleep(interval)
-                step()
-
-    return run
-
-
-async def _discard(channel: trio.MemoryReceiveChannel[Any]) -> None:
-    async with channel:
-        async for _ in channel:
-            pass

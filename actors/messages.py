@@ -3,6 +3,14 @@
 Commands are imperative (``SubmitDecision``), events past tense (``AlarmFired``). A request that
 needs an answer travels inside an :class:`Envelope` that carries its :class:`Reply` slot beside the
 payload, so the payload itself stays a plain serializable value.
+
+Directions:
+
+* front door -> account (inbox, one at a time): :data:`AccountCommand`
+* front door / supervisor -> account (priority path, never behind decisions): :data:`ControlCommand`
+* venue -> account (priority path): :class:`AlarmFired` from the market-data actor for the paper
+  venue, user-data stream events for a live one; the account hands them to its adapter
+* account -> market data, market data -> venue feed: :data:`SymbolCommand`
 """
 
 from __future__ import annotations
@@ -14,11 +22,17 @@ import msgspec
 import trio
 
 from .domain.decisions import Decision
-from .domain.risk import RiskLimits
+from .domain.risk import Rejection, TradingState
+
+__all__ = [
+    "AccountCommand", "AccountUnavailable", "ActorCrashed", "ActorState", "AcquireSymbol", "AlarmFired",
+    "CancelOrder", "CloseAll", "ControlCommand", "DecisionConflict", "Envelope", "InjectCrash", "Rejection",
+    "ReleaseSymbol", "Reply", "SetProtection", "SetTradingState", "SubmitDecision", "SymbolCommand",
+    "TradingState", "UnknownAccount", "UpdateRiskLimits",
+]
 
 T = TypeVar("T")
 
-TradingState = Literal["active", "reducing", "halted"]
 ActorState = Literal["starting", "running", "restarting", "failed", "stopped"]
 
 
@@ -74,6 +88,9 @@ class SetProtection(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     stop_loss: Decimal | None
 
 
+AccountCommand = SubmitDecision | CancelOrder | SetProtection
+
+
 # ---------------------------------------------------------------- control path (priority)
 
 
@@ -88,11 +105,25 @@ class CloseAll(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class UpdateRiskLimits(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    limits: RiskLimits
+    """Risk-limit overrides (DESIGN §6 names); the account merges and validates them."""
+
+    overrides: dict[str, Any]
+
+
+class InjectCrash(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Test-only fault hook: the actor raises when it handles this (or in its next decision)."""
+
+    where: Literal["now", "next_decision"] = "now"
+
+
+ControlCommand = SetTradingState | CloseAll | UpdateRiskLimits | InjectCrash
+
+
+# ---------------------------------------------------------------- venue -> account (priority)
 
 
 class AlarmFired(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """From the market-data actor: one of the account's price alarms was crossed."""
+    """From the market-data actor: one of the paper venue's price alarms was crossed."""
 
     alarm_id: str
     symbol: str
@@ -102,15 +133,22 @@ class AlarmFired(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     price: Decimal
 
 
-class InjectCrash(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Test-only fault hook: the actor raises when it handles this (or in its next decision)."""
-
-    where: Literal["now", "next_decision", "mid_decision"] = "now"
+# ---------------------------------------------------------------- symbols (account -> market data -> feed)
 
 
-AccountCommand = SubmitDecision | CancelOrder | SetProtection
-ControlCommand = SetTradingState | CloseAll | UpdateRiskLimits | InjectCrash | AlarmFired
-AccountMessage = AccountCommand | ControlCommand
+class AcquireSymbol(msgspec.Struct, frozen=True, tag=True):
+    """A consumer needs quotes of ``symbol`` (a feed subscribes on the first acquire)."""
+
+    symbol: str
+
+
+class ReleaseSymbol(msgspec.Struct, frozen=True, tag=True):
+    """A consumer no longer needs ``symbol`` (a feed unsubscribes on the last release)."""
+
+    symbol: str
+
+
+SymbolCommand = AcquireSymbol | ReleaseSymbol
 
 
 class Envelope(msgspec.Struct, kw_only=True):
@@ -121,13 +159,7 @@ class Envelope(msgspec.Struct, kw_only=True):
     enqueued_at: float = 0.0
 
 
-# ---------------------------------------------------------------- replies
-
-
-class Rejection(msgspec.Struct, frozen=True, kw_only=True):
-    code: str
-    message: str
-    details: dict[str, Any] = {}
+# ---------------------------------------------------------------- refusals
 
 
 class AccountUnavailable(Exception):
@@ -152,3 +184,15 @@ class DecisionConflict(Exception):
 
 class ActorCrashed(Exception):
     """The account actor crashed while handling this message; nothing of it was committed."""
+
+
+class CommandRefused(Exception):
+    """The account refused a command (an unknown order, an invalid level, an invalid limit);
+    ``code`` is stable, ``status`` the HTTP status it maps to."""
+
+    def __init__(self, code: str, message: str, *, status: int = 422, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.field = field

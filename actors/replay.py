@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sqlite3
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgspec
 import trio
@@ -36,23 +38,25 @@ import trio.testing
 
 from .clock import ServiceClock
 from .domain.decisions import DecisionIn, InvalidDecision, request_fingerprint, validate_decision
-from .domain.market import Instrument, MarkPrice, OrderBook
+from .domain.market import Instrument, MarkPrice
 from .domain.money import fmt, plain
+from .domain.performance import performance
+from .domain.positions import unrealized_total
+from .domain.views import as_builtins
+from .persistence.queries import fill_view_from_row, position_from_row
 from .messages import SubmitDecision
+from .service import run_service
+from .venues.parsing import ParseError
+from .venues.recorded import MarketEvent, RecordingError, load_instruments, load_market
+from .venues.recorded import lines as _lines
+from .venues.sources import recorded_source
 from .settings import Settings, SettingsError, parse_settings
 
 VENUE = "replay"
 
 
-class ReplayError(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class MarketEvent:
-    at_ms: int
-    line: int
-    update: OrderBook | MarkPrice
+class ReplayError(RecordingError):
+    """A replay that cannot run; the message names the file (and line) at fault."""
 
 
 @dataclass(frozen=True)
@@ -61,33 +65,6 @@ class DecisionEvent:
     line: int
     account_id: str
     body: bytes
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of a JSONL file with their line numbers."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            raw = raw.strip()
-            if raw:
-                yield number, raw
-
-
-def load_market(path: Path) -> list[MarketEvent]:
-    from .venues.parsing import ParseError, parse_stream_message
-
-    events: list[MarketEvent] = []
-    for number, raw in _lines(path):
-        try:
-            update = parse_stream_message(raw, 0.0)
-        except ParseError as exc:
-            raise ReplayError(f"{path}:{number}: not a market message: {exc}") from None
-        if update is None:
-            continue
-        update = msgspec.structs.replace(update, received_at=update.venue_ms / 1000)
-        events.append(MarketEvent(update.venue_ms, number, update))
-    if not events:
-        raise ReplayError(f"{path}: no market data")
-    return events
 
 
 class _DecisionLine(msgspec.Struct, forbid_unknown_fields=True):
@@ -106,25 +83,6 @@ def load_decisions(path: Path) -> list[DecisionEvent]:
             raise ReplayError(f"{path}:{number}: {exc}") from None
         events.append(DecisionEvent(line.at, number, line.account_id, bytes(line.decision)))
     return events
-
-
-def load_instruments(market: list[MarketEvent], exchange_info: Path | None) -> dict[str, Instrument]:
-    symbols = sorted({e.update.symbol for e in market})
-    if exchange_info is not None:
-        from .venues.parsing import build_instruments
-        from .venues.profiles import get_profile
-
-        instruments = build_instruments(exchange_info.read_bytes(), profile=get_profile("asterdex"), symbols=symbols)
-        missing = [s for s in symbols if s not in instruments]
-        if missing:
-            raise ReplayError(f"{exchange_info}: exchangeInfo has no symbol {', '.join(missing)}")
-        return instruments
-    from .venues.sim import SIM_SYMBOLS, sim_instrument
-
-    unknown = [s for s in symbols if s not in SIM_SYMBOLS]
-    if unknown:
-        raise ReplayError(f"no filters for {', '.join(unknown)}: pass --exchange-info with the venue's exchangeInfo")
-    return {s: sim_instrument(s) for s in symbols}
 
 
 def replay_settings(settings_path: Path | None, decisions: list[DecisionEvent], db: str) -> Settings:
@@ -147,31 +105,8 @@ def replay_settings(settings_path: Path | None, decisions: list[DecisionEvent], 
     return msgspec.structs.replace(settings, database=msgspec.structs.replace(settings.database, synchronous="OFF"))
 
 
-def _replay_source(instruments: dict[str, Instrument], feed: trio.MemoryReceiveChannel[Any]) -> Any:
-    async def run(handle: Any, symbol_commands: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        handle.set_instruments(instruments)
-        handle.set_feed_state("connected", "replay")
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, symbol_commands)
-            async for update in feed:
-                if isinstance(update, OrderBook):
-                    handle.publish_book(update)
-                else:
-                    handle.publish_mark(update)
-
-    return run
-
-
-async def _drain(channel: Any) -> None:
-    async for _ in channel:
-        pass
-
-
 async def run_session(market: list[MarketEvent], decisions: list[DecisionEvent], settings: Settings,
                       instruments: dict[str, Instrument], clock: trio.testing.MockClock) -> dict[str, Any]:
-    from .service import run_service
-
     start_ms = min(market[0].at_ms, decisions[0].at_ms if decisions else market[0].at_ms)
     service_clock = ServiceClock(epoch_anchor=start_ms / 1000)
     service_clock.now()  # anchor at trio time 0
@@ -184,7 +119,7 @@ async def run_session(market: list[MarketEvent], decisions: list[DecisionEvent],
     async with trio.open_nursery() as nursery:
         service = await nursery.start(lambda task_status: run_service(
             settings, clock=service_clock, serve_http=False, inline_persistence=True,
-            sources={VENUE: _replay_source(instruments, feed_receive)}, task_status=task_status))
+            sources={VENUE: recorded_source(instruments, feed_receive)}, task_status=task_status))
         for at_ms, kind, line, item in items:
             target = (at_ms - start_ms) / 1000
             if target > trio.current_time():
@@ -211,11 +146,6 @@ async def run_session(market: list[MarketEvent], decisions: list[DecisionEvent],
 
 def write_output(db: str, settings: Settings, extra: list[dict[str, Any]], out: Path, end_ms: int,
                  last_marks: dict[str, Decimal]) -> dict[str, Any]:
-    import sqlite3
-
-    from .domain.performance import performance
-    from .records import fill_view_from_row, position_from_row
-
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     lines: list[tuple[int, str, int, int, dict[str, Any]]] = []
@@ -227,7 +157,7 @@ def write_output(db: str, settings: Settings, extra: list[dict[str, Any]], out: 
         lines.append((ts, row["account_id"], row["seq"], 1, {"ts": ts, "account_id": row["account_id"],
                                                             "type": row["type"], **payload}))
     for row in conn.execute("SELECT * FROM fills"):
-        view = fill_view_from_row(dict(row))
+        view = as_builtins(fill_view_from_row(dict(row)))
         ts = round(view.pop("ts") * 1000)
         lines.append((ts, row["account_id"], row["seq"], 0, {"ts": ts, "account_id": row["account_id"],
                                                             "type": "fill", **view}))
@@ -248,7 +178,7 @@ def write_output(db: str, settings: Settings, extra: list[dict[str, Any]], out: 
             equity_curve.append((p.closed_at or 0.0, running))
         perf = plain(performance(closed, equity_curve))
         balance = Decimal(acct["balance"]) if acct else account.balance
-        unrealized = sum((p.unrealized_pnl(last_marks[p.symbol]) for p in open_ if p.symbol in last_marks), Decimal(0))
+        unrealized = unrealized_total(open_, last_marks.get)
         summaries.append({
             "ts": end_ms, "account_id": account.id, "type": "summary",
             "initial_balance": fmt(account.balance), "final_balance": fmt(balance),
@@ -290,16 +220,12 @@ def replay(market_path: Path, decisions_path: Path, out: Path, *, settings_path:
 
 
 def run_replay_cli(args: argparse.Namespace) -> int:
-    import logging
-
-    from .venues.parsing import ParseError
-
     logging.basicConfig(level="WARNING")
     try:
         report = replay(Path(args.market), Path(args.decisions), Path(args.out),
                         settings_path=Path(args.settings) if args.settings else None,
                         exchange_info=Path(args.exchange_info) if args.exchange_info else None)
-    except (ReplayError, OSError, SettingsError, ParseError) as exc:
+    except (RecordingError, OSError, SettingsError, ParseError) as exc:
         print(f"execd replay: {exc}", file=sys.stderr)
         return 2
     for summary in report["summaries"]:

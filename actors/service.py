@@ -24,10 +24,11 @@ from hypercorn.trio import serve
 from .clock import ServiceClock
 from .events import EventBus
 from .http.app import create_app
-from .market_data import MarketData, market_data_actor, sim_source
+from .market_data import MarketData, market_data_actor
 from .persistence import Persistence, Reader, persistence_actor
-from .settings import Settings, SimVenueSettings
+from .settings import Settings
 from .supervisor import Supervisor, supervisor_actor
+from .venues.sources import source_for
 
 log = logging.getLogger("actors.service")
 
@@ -97,15 +98,6 @@ class Service:
         return "\n".join(lines) + "\n"
 
 
-def _source_for(name: str, settings: Settings, clock: ServiceClock) -> Any:
-    venue = settings.venue_settings(name)
-    if isinstance(venue, SimVenueSettings):
-        return sim_source(venue.seed, venue.symbols, venue.tick_interval_seconds, venue.volatility_bps, clock)
-    from .venues import sources  # live and replay sources
-
-    return sources.source_for(name, venue, clock)
-
-
 async def run_service(
     settings: Settings,
     *,
@@ -132,7 +124,7 @@ async def run_service(
         async with trio.open_nursery() as background:
             venues = {a.venue for a in settings.accounts} | ({"sim"} if "sim" in settings.venues else set())
             for name in sorted(venues):
-                source = (sources or {}).get(name) or _source_for(name, settings, clock)
+                source = (sources or {}).get(name) or source_for(name, settings, clock)
                 service.markets[name] = await background.start(partial(market_data_actor, name, source, clock))
             service.bus = EventBus(service.reader)
             service.persistence.on_committed = service.bus.publish

@@ -18,15 +18,19 @@ from typing import Any
 
 import trio
 
-from .account import AccountActor, AccountContext, Mailbox, account_actor
+from .account import AccountActor, AccountContext, AccountSnapshot, Mailbox, account_actor
+from .backoff import backoff_delay
 from .clock import ServiceClock
+from .domain.events import ActorFailed, ActorRestarted, GlobalStateChanged, Payload
 from .domain.risk import GlobalLimits, RiskLimits
+from .execution import open_adapter
 from .market_data import MarketData
 from .messages import (
     AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
     TradingState, UnknownAccount,
 )
-from .persistence import EventRecord, Persistence, Statement
+from .persistence import Persistence, Statement
+from .persistence.queries import event_record
 from .settings import AccountSettings, SupervisorSettings
 
 log = logging.getLogger("actors.supervisor")
@@ -58,10 +62,14 @@ class AccountSlot:
             "last_error_at": self.last_error_at,
             "next_restart_at": self.next_restart_at,
             "inbox_depth": self.mailbox.inbox_depth,
-            "inbox_capacity": self.mailbox.inbox_send.statistics().max_buffer_size,
-            "priority_depth": len(self.mailbox.priority),
-            "priority_dropped": self.mailbox.priority_dropped,
+            "inbox_capacity": self.mailbox.inbox_capacity,
+            "priority_depth": self.mailbox.priority_depth,
+            "priority_dropped": self.mailbox.dropped,
         }
+
+    def snapshot(self) -> AccountSnapshot | None:
+        """The account's committed state (None while its actor is not running)."""
+        return self.actor.snapshot() if self.actor is not None else None
 
 
 class Supervisor:
@@ -102,7 +110,7 @@ class Supervisor:
             raise ValueError(f"venue {settings.venue!r} has no market-data actor")
         slot = AccountSlot(settings, limits, self.settings.inbox_size)
         self.slots[settings.id] = slot
-        self.markets[settings.venue].register_account(settings.id, slot.mailbox)  # type: ignore[arg-type]
+        self.markets[settings.venue].register_account(settings.id, slot.mailbox)
         await self._nursery.start(self._supervise, slot)
         return slot
 
@@ -110,7 +118,7 @@ class Supervisor:
         """Graceful stop: close every inbox; actors finish what is queued, then return."""
         self.draining = True
         for slot in self.slots.values():
-            await slot.mailbox.inbox_send.aclose()
+            await slot.mailbox.close()
             slot.reset.set()  # a failed account stops waiting for an operator
         for slot in self.slots.values():
             await slot.stopped.wait()
@@ -128,6 +136,7 @@ class Supervisor:
             global_limits=self.global_limits,
             record_global_order=self.global_order_times.append,
             paper_latency=self.paper_latency,
+            adapter_factory=open_adapter,
         )
 
     async def _supervise(self, slot: AccountSlot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -139,7 +148,6 @@ class Supervisor:
                 try:
                     async with trio.open_nursery() as account_nursery:
                         slot.actor = await account_nursery.start(account_actor, self._context(slot))
-                        slot.limits = slot.actor.state.limits
                         slot.status = "running"
                         slot.next_restart_at = None
                         if not reported:
@@ -160,7 +168,7 @@ class Supervisor:
                     if self._intensity_exceeded(slot):
                         slot.status = "failed"
                         slot.next_restart_at = None
-                        await self._event("actor.failed", slot, {"error": slot.last_error, "restarts": slot.restarts})
+                        await self._event(slot, ActorFailed(error=slot.last_error, restarts=slot.restarts))
                         log.error("account %s failed: %d restarts within %.0f s", slot.account_id,
                                   len(slot.restart_times), self.settings.restart_window_seconds)
                         slot.reset = trio.Event()
@@ -179,9 +187,8 @@ class Supervisor:
             slot.stopped.set()
 
     def _backoff(self, attempt: int) -> float:
-        base = self.settings.restart_backoff_initial_seconds * (2 ** max(0, attempt - 1))
-        capped = min(base, self.settings.restart_backoff_max_seconds)
-        return capped * self._rng.uniform(0.8, 1.2)
+        return backoff_delay(attempt, self.settings.restart_backoff_initial_seconds,
+                             self.settings.restart_backoff_max_seconds, jitter=0.2, rng=self._rng)
 
     def _intensity_exceeded(self, slot: AccountSlot) -> bool:
         now = trio.current_time()
@@ -197,30 +204,27 @@ class Supervisor:
         slot.last_error_at = self.clock.now()
         log.warning("account %s crashed (%s); restart #%d", slot.account_id, slot.last_error, slot.restarts)
         self._fail_in_flight(slot, exc)
-        await self._event("actor.restarted", slot, {"error": slot.last_error, "restarts": slot.restarts})
+        await self._event(slot, ActorRestarted(error=slot.last_error, restarts=slot.restarts))
 
     def _fail_in_flight(self, slot: AccountSlot, exc: BaseException) -> None:
         envelope = slot.mailbox.current
         slot.mailbox.current = None
         if envelope is not None and isinstance(envelope.msg, SubmitDecision):
-            slot.mailbox.pending_decisions.pop(envelope.msg.decision.decision_id, None)
+            slot.mailbox.answered(envelope.msg.decision.decision_id)
         if envelope is not None and envelope.reply is not None:
             envelope.reply.fail(ActorCrashed(f"account {slot.account_id} crashed while handling this: {_describe(exc)}"))
 
     def _fail_queued_if_stopping(self, slot: AccountSlot) -> None:
         if not self.draining:
             return
-        while slot.mailbox.priority:
-            envelope = slot.mailbox.priority.popleft()
+        for envelope in slot.mailbox.drain_control():
             if envelope.reply is not None:
                 envelope.reply.fail(AccountUnavailable(slot.account_id, "service is shutting down"))
 
-    async def _event(self, type_: str, slot: AccountSlot, payload: dict[str, Any]) -> None:
+    async def _event(self, slot: AccountSlot, payload: Payload) -> None:
         with trio.CancelScope(shield=True):
-            await self.persistence.commit([], [EventRecord(
-                type=type_, account_id=slot.account_id, is_paper=slot.settings.mode == "paper",
-                ts=self.clock.now(), payload=payload,
-            )])
+            await self.persistence.commit([], [event_record(
+                slot.account_id, slot.settings.mode == "paper", self.clock.now(), payload)])
 
     def restart(self, account_id: str) -> AccountSlot:
         """Operator reset of a ``failed`` account."""
@@ -248,26 +252,23 @@ class Supervisor:
             if slot.next_restart_at is not None:
                 retry = max(1.0, slot.next_restart_at - self.clock.now())
             raise AccountUnavailable(account_id, f"account actor is {slot.status}", retry_after=retry)
-        pending = slot.mailbox.pending_decisions
-        decision_id = msg.decision.decision_id if isinstance(msg, SubmitDecision) else None
-        if decision_id is not None:
-            queued = pending.get(decision_id)
-            if queued is not None and queued != msg.fingerprint:  # the same id, in flight, other body
-                raise DecisionConflict(f"decision_id {decision_id!r} is already in flight with a different body")
+        decision = (msg.decision.decision_id, msg.fingerprint) if isinstance(msg, SubmitDecision) else None
+        if decision is not None:
+            queued = slot.mailbox.pending(decision[0])
+            if queued is not None and queued != decision[1]:  # the same id, in flight, other body
+                raise DecisionConflict(f"decision_id {decision[0]!r} is already in flight with a different body")
         reply: Reply[Any] = Reply()
         try:
-            slot.mailbox.inbox_send.send_nowait(Envelope(msg=msg, reply=reply, enqueued_at=trio.current_time()))
+            slot.mailbox.offer(Envelope(msg=msg, reply=reply, enqueued_at=trio.current_time()), decision)
         except trio.WouldBlock:
             raise AccountUnavailable(account_id, "inbox is full", retry_after=1) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise AccountUnavailable(account_id, "account is stopping", retry_after=5) from None
-        if decision_id is not None:
-            pending.setdefault(decision_id, msg.fingerprint)
         return reply
 
     def is_pending(self, account_id: str, decision_id: str) -> str | None:
         """The fingerprint of a decision queued or in flight on the account, if it is."""
-        return self.slot(account_id).mailbox.pending_decisions.get(decision_id)
+        return self.slot(account_id).mailbox.pending(decision_id)
 
     def control(self, account_id: str, msg: Any) -> Reply[Any]:
         """Send a control message on the priority path (never queued behind decisions)."""
@@ -275,7 +276,7 @@ class Supervisor:
         if slot.status in ("failed", "stopped"):
             raise AccountUnavailable(account_id, f"account actor is {slot.status}", retry_after=5)
         reply: Reply[Any] = Reply()
-        if not slot.mailbox.post_priority(Envelope(msg=msg, reply=reply), preempt=isinstance(msg, CloseAll)):
+        if not slot.mailbox.post_control(Envelope(msg=msg, reply=reply), preempt=isinstance(msg, CloseAll)):
             raise AccountUnavailable(account_id, "control mailbox is full", retry_after=1)
         return reply
 
@@ -288,8 +289,7 @@ class Supervisor:
                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (state,)),
              Statement("INSERT INTO service_state (key, value) VALUES ('global_reason', ?) "
                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (reason,))],
-            [EventRecord(type="account.state_changed", account_id=None, is_paper=True, ts=self.clock.now(),
-                         payload={"scope": "global", "from": previous, "to": state, "reason": reason})],
+            [event_record(None, True, self.clock.now(), GlobalStateChanged(previous=previous, to=state, reason=reason))],
         )
         return {"trading_state": state, "previous": previous, "reason": reason}
 

@@ -125,8 +125,7 @@ class Clients:
             if response.status_code == 503:
                 await trio.sleep(float(response.headers.get("Retry-After", "1")))
                 continue
-            payload = response.json()
-            payload.pop("error", None)
+            payload = response.json()  # a rejection's answer is its stored result, error included
             return response.status_code, payload
 
     def acknowledge(self, account: str, decision_id: str, body: bytes, status: int, payload: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from .market import Instrument, LeverageBracket, Side
 from .money import ZERO, to_decimal
+from .positions import funding_payment as funding_payment  # the one rule lives with positions
 
 MS_PER_HOUR = 3_600_000
 INFINITY = Decimal("Infinity")
@@ -264,11 +265,3 @@ def funding_times_between(start_ms: int, end_ms: int, interval_hours: int = 8) -
     step = interval_hours * MS_PER_HOUR
     first = (start_ms // step + 1) * step  # the first multiple of step strictly after start_ms
     return list(range(first, end_ms + 1, step))
-
-
-def funding_payment(side: Side, quantity: Decimal, mark: Decimal, rate: Decimal) -> Decimal:
-    """Funding credited to the position's holder: ``-s * q * mark * rate`` (negative = paid).
-
-    With a positive rate longs pay shorts. Same amount as :func:`positions.apply_funding`.
-    """
-    return -_direction(side) * quantity * mark * rate

@@ -11,6 +11,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 CENT = Decimal("0.01")
 BPS = Decimal(10_000)
+EIGHT_PLACES = Decimal("1e-8")
 
 
 class BadAmount(ValueError):
@@ -73,6 +74,13 @@ def fmt(value: Decimal | None) -> str | None:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
+
+
+def fmt8(value: Decimal) -> str:
+    """A number for messages and audit details: plain notation, at most 8 decimals."""
+    if value.is_finite() and value.as_tuple().exponent < -8:  # type: ignore[operator]
+        value = value.quantize(EIGHT_PLACES, rounding=ROUND_HALF_EVEN)
+    return fmt(value) or "0"
 
 
 def cents(value: Decimal) -> Decimal:

@@ -15,6 +15,7 @@ Money rules (linear USDⓈ-M perpetuals, contract multiplier 1):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Literal
 
@@ -96,6 +97,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     liquidation_price: Decimal | None = None
     close_reason: str | None = None  # decision | take_profit | stop_loss | liquidation | close_all
     opened_by: str = ""  # decision id
+    external: bool = False  # adopted from the venue: not opened by this service
 
     @property
     def is_open(self) -> bool:
@@ -217,13 +219,35 @@ def apply_close_fill(
     return FillEffect(position=updated, kind=kind, realized_pnl=pnl, margin_delta=-released)
 
 
+def funding_payment(side: Side, quantity: Decimal, mark: Decimal, rate: Decimal) -> Decimal:
+    """Funding credited to a position's holder: ``-direction * quantity * mark * rate``
+    (negative = paid). With a positive rate longs pay shorts."""
+    return -direction(side) * quantity * mark * rate
+
+
 def apply_funding(position: Position, mark: Decimal, rate: Decimal, now: float) -> tuple[Position, Decimal]:
-    """Funding at ``rate`` on the position's notional at ``mark``: longs pay a positive rate.
+    """Funding at ``rate`` on the position's notional at ``mark``.
 
     Returns the position and the amount credited to the account (negative = paid).
     """
-    amount = -direction(position.side) * position.quantity * mark * rate
-    return msgspec.structs.replace(position, funding=position.funding + amount, updated_at=now), amount
+    amount = funding_payment(position.side, position.quantity, mark, rate)
+    return credit_funding(position, amount, now), amount
+
+
+def credit_funding(position: Position, amount: Decimal, now: float) -> Position:
+    """Book an amount of funding the venue settled on ``position`` (negative = paid)."""
+    return msgspec.structs.replace(position, funding=position.funding + amount, updated_at=now)
+
+
+def unrealized_total(positions: Iterable[Position], mark_of: Callable[[str], Decimal | None]) -> Decimal:
+    """Unrealized PnL of the open ``positions`` at their marks (a position without one counts 0)."""
+    total = ZERO
+    for position in positions:
+        if position.is_open:
+            mark = mark_of(position.symbol)
+            if mark is not None:
+                total += position.unrealized_pnl(mark)
+    return total
 
 
 def fail_position(position: Position, now: float, reason: str) -> Position:

@@ -69,15 +69,16 @@ import bisect
 import math
 import typing
 from collections.abc import Callable, Mapping
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Literal, NamedTuple
 
 import msgspec
 
 from .decisions import HARD_MAX_LEVERAGE, Decision
 from .market import Instrument, Quote
-from .money import ZERO, BadAmount, bps_between, fmt, to_decimal
-from .positions import Position
+from .money import ZERO, BadAmount, bps_between, fmt, fmt8, to_decimal
+from .positions import Position, unrealized_total
+from .protection import tpsl_problem
 
 __all__ = [
     "CHECK_NAMES",
@@ -398,6 +399,7 @@ class AccountView(msgspec.Struct, frozen=True, kw_only=True):
     cooldown_until: float | None = None
     recent_order_times: tuple[float, ...] = ()
     global_recent_order_times: tuple[float, ...] = ()
+    default_leverage: int = DEFAULT_LEVERAGE
     day_start_equity: Decimal
     peak_equity: Decimal
     realized_today: Decimal = ZERO
@@ -440,7 +442,11 @@ class CheckResult(msgspec.Struct, frozen=True):
 
 
 class Rejection(msgspec.Struct, frozen=True):
-    code: RejectionCode
+    """Why a decision was refused: a gate code (:data:`REJECTION_CODES`) or an execution code
+    (``VENUE_REJECTED`` with the venue's code in ``details``, ``LEVERAGE_MISMATCH``,
+    ``CANCELLED``). The one rejection type of the service."""
+
+    code: str
     message: str
     details: dict[str, str] = {}
 
@@ -451,6 +457,8 @@ class RiskVerdict(msgspec.Struct, frozen=True, kw_only=True):
     checks: tuple[CheckResult, ...]
     order_notional: Decimal
     reduces_exposure: bool
+    #: an ``open``'s leverage, decided once here (decision, open position, account default)
+    leverage: int | None = None
 
 
 class LossBreach(msgspec.Struct, frozen=True, kw_only=True):
@@ -475,21 +483,19 @@ def stricter_state(a: TradingState, b: TradingState) -> TradingState:
     return a if _STATE_RANK[a] >= _STATE_RANK[b] else b
 
 
-def effective_leverage(decision: Decision, position: Position | None) -> int:
-    """The leverage an ``open`` trades at: the decision's, the open position's, or the default."""
+def effective_leverage(decision: Decision, position: Position | None, default: int = DEFAULT_LEVERAGE) -> int:
+    """The leverage an ``open`` trades at: the decision's, else the open position's (an increase),
+    else the account's ``default``. The gate checks this value and the execution uses it."""
     if decision.leverage is not None:
         return decision.leverage
     if position is not None:
         return position.leverage
-    return DEFAULT_LEVERAGE
+    return default
 
 
 def account_equity(account: AccountView, marks: Mapping[str, Decimal]) -> Decimal:
-    """Wallet balance + unrealized PnL of the open positions (entry price where no mark)."""
-    upnl = sum(
-        (p.unrealized_pnl(marks.get(p.symbol, p.entry_price)) for p in account.positions if p.is_open), ZERO
-    )
-    return account.balance + upnl
+    """Wallet balance + unrealized PnL of the open positions (a position without a mark counts 0)."""
+    return account.balance + unrealized_total(account.positions, marks.get)
 
 
 def _num(value: Decimal | int | None) -> str:
@@ -498,9 +504,7 @@ def _num(value: Decimal | int | None) -> str:
         return "off"
     if isinstance(value, int):
         return str(value)
-    if value.is_finite() and value.as_tuple().exponent < -8:  # type: ignore[operator]
-        value = value.quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN)
-    return fmt(value) or "0"
+    return fmt8(value)
 
 
 def _secs(seconds: float, *, places: str = "0.1") -> str:
@@ -671,7 +675,7 @@ def check_leverage(c: _Ctx) -> _Outcome:
     assert c.market.instrument is not None  # the symbol check passed
     venue_max = c.market.instrument.max_leverage
     cap = min(c.limits.max_leverage, HARD_MAX_LEVERAGE, venue_max)
-    leverage = effective_leverage(c.decision, c.position)
+    leverage = effective_leverage(c.decision, c.position, c.account.default_leverage)
     # an increase is margined at the position's leverage, which must respect the cap as well
     used = max(leverage, c.position.leverage) if c.position is not None else leverage
     detail = {
@@ -709,25 +713,9 @@ def check_tpsl(c: _Ctx) -> _Outcome:
         "stop_loss": _num(sl) if sl is not None else "none",
         "reference": f"{_num(ref)} ({ref_name})" if ref is not None else "unavailable",
     }
-    long = d.side == "long"
-    if tp is not None and sl is not None and (sl >= tp if long else sl <= tp):
-        relation = "below" if long else "above"
-        return _fail(
-            "INVALID_TPSL", f"{d.side} stop_loss {_num(sl)} must be {relation} take_profit {_num(tp)}", **detail
-        )
-    if ref is not None:
-        if tp is not None and (tp <= ref if long else tp >= ref):
-            relation = "above" if long else "below"
-            return _fail(
-                "INVALID_TPSL",
-                f"{d.side} take_profit {_num(tp)} must be {relation} the {ref_name} {_num(ref)}",
-                **detail,
-            )
-        if sl is not None and (sl >= ref if long else sl <= ref):
-            relation = "below" if long else "above"
-            return _fail(
-                "INVALID_TPSL", f"{d.side} stop_loss {_num(sl)} must be {relation} the {ref_name} {_num(ref)}", **detail
-            )
+    problem = tpsl_problem(str(d.side), ref, tp, sl, reference_name=ref_name)
+    if problem is not None:
+        return _fail("INVALID_TPSL", problem, **detail)
     return _ok(**detail)
 
 
@@ -906,7 +894,8 @@ def check_open_positions(c: _Ctx) -> _Outcome:
 
 def check_margin(c: _Ctx) -> _Outcome:
     assert c.market.instrument is not None
-    leverage = c.position.leverage if c.position is not None else effective_leverage(c.decision, None)
+    leverage = c.position.leverage if c.position is not None else effective_leverage(
+        c.decision, None, c.account.default_leverage)
     taker = c.market.instrument.fees.taker
     fee = c.order_notional * taker
     required = c.order_notional / leverage + fee
@@ -1087,4 +1076,5 @@ def evaluate(
         checks=tuple(results),
         order_notional=ctx.order_notional,
         reduces_exposure=ctx.is_close,
+        leverage=None if ctx.is_close else effective_leverage(decision, ctx.position, account.default_leverage),
     )

@@ -33,7 +33,8 @@ import trio
 
 from actors.clock import ServiceClock
 from actors.domain.market import MarkPrice, OrderBook
-from actors.venues.feed import Acquire, FeedCommand, FeedSettings, _VenueFeed, venue_feed
+from actors.messages import AcquireSymbol
+from actors.venues.feed import FeedCommand, FeedSettings, _VenueFeed, venue_feed
 from actors.venues.parsing import parse_stream_message
 from actors.venues.profiles import get_profile
 from actors.venues.rest import PublicRestClient
@@ -192,7 +193,7 @@ async def _measure_end_to_end(seconds: float, depth_levels: int) -> dict[str, fl
             send, receive = trio.open_memory_channel[FeedCommand](4)
             async with trio.open_nursery() as nursery:
                 status = await nursery.start(venue_feed, profile, rest, sink, receive, clock, settings)
-                await send.send(Acquire(_SYMBOL))
+                await send.send(AcquireSymbol(_SYMBOL))
                 with trio.fail_after(20):
                     while sink.published < 10:  # subscribed, and the firehose is flowing
                         await trio.sleep(0.005)

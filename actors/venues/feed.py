@@ -1,6 +1,6 @@
 """The live market-data feed of one venue: ref-counted subscriptions over one combined stream.
 
-``venue_feed`` is a long-lived task. It reads :class:`Acquire` / :class:`Release` commands and
+``venue_feed`` is a long-lived task. It reads :class:`~actors.messages.AcquireSymbol` / :class:`~actors.messages.ReleaseSymbol` commands and
 keeps one websocket connection subscribed to ``<s>@bookTicker``, ``<s>@markPrice@1s`` and
 ``<s>@depth<N>@<speed>`` of every symbol that at least one consumer holds. It publishes every
 :class:`~actors.domain.market.OrderBook` / :class:`~actors.domain.market.MarkPrice` to a
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final, Literal, Protocol
@@ -37,7 +36,9 @@ from typing import Final, Literal, Protocol
 import msgspec
 import trio
 
+from actors.backoff import Backoff
 from actors.domain.market import MarkPrice, OrderBook
+from actors.messages import AcquireSymbol, ReleaseSymbol, SymbolCommand
 from actors.venues.parsing import ControlReply, ParseError, parse_frame
 from actors.venues.profiles import VenueProfile
 from actors.venues.rest import PublicRestClient, VenueBanned, VenueIOError
@@ -51,14 +52,12 @@ from actors.venues.stream import (
 )
 
 __all__ = [
-    "Acquire",
     "FeedCommand",
     "FeedSettings",
     "FeedSink",
     "FeedState",
     "FeedStatistics",
     "FeedStatus",
-    "Release",
     "venue_feed",
 ]
 
@@ -81,19 +80,7 @@ class FeedSink(Protocol):
     def count(self, name: str, n: int = 1) -> None: ...
 
 
-class Acquire(msgspec.Struct, frozen=True, tag=True):
-    """A consumer needs quotes of ``symbol`` (subscribe on the first acquire)."""
-
-    symbol: str
-
-
-class Release(msgspec.Struct, frozen=True, tag=True):
-    """A consumer no longer needs ``symbol`` (unsubscribe on the last release)."""
-
-    symbol: str
-
-
-FeedCommand = Acquire | Release
+FeedCommand = SymbolCommand
 
 
 class FeedSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -242,21 +229,6 @@ async def venue_feed(
         nursery.cancel_scope.cancel()
 
 
-class _Backoff:
-    def __init__(self, initial: float, maximum: float, jitter: float) -> None:
-        self._initial, self._max, self._jitter = initial, maximum, jitter
-        self._attempt = 0
-        self._rng = random.Random()
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next(self) -> float:
-        base = min(self._max, self._initial * 2**self._attempt)
-        self._attempt += 1
-        return base * (1.0 + self._jitter * self._rng.random())
-
-
 class _VenueFeed:
     """The state and tasks behind :func:`venue_feed` (single owner of every field)."""
 
@@ -309,9 +281,9 @@ class _VenueFeed:
         async with commands:
             async for command in commands:
                 match command:
-                    case Acquire(symbol=symbol):
+                    case AcquireSymbol(symbol=symbol):
                         self.acquire(symbol.upper())
-                    case Release(symbol=symbol):
+                    case ReleaseSymbol(symbol=symbol):
                         self.release(symbol.upper())
         log.info("%s: command channel closed; stopping the feed", self.profile.name)
 
@@ -540,7 +512,7 @@ class _VenueFeed:
 
     async def supervise_connection(self) -> None:
         """Keep one subscribed connection while symbols are wanted; rotate it before 24 h."""
-        backoff = _Backoff(
+        backoff = Backoff(
             self.settings.reconnect_initial_seconds,
             self.settings.reconnect_max_seconds,
             self.settings.reconnect_jitter,
@@ -562,7 +534,7 @@ class _VenueFeed:
             else:
                 conn = await self.rotate(conn, backoff)
 
-    async def connect(self, backoff: _Backoff, *, replacing: bool = False) -> StreamConnection:
+    async def connect(self, backoff: Backoff, *, replacing: bool = False) -> StreamConnection:
         """Open a connection, retrying with backoff until one is established.
 
         While ``replacing`` (a rotation), the old connection still serves, so a failed attempt
@@ -603,7 +575,7 @@ class _VenueFeed:
         log.warning("%s: connection lost (%s); reconnecting", self.label, conn.close_reason or "unknown reason")
         self.refresh_state()
 
-    async def rotate(self, old: StreamConnection, backoff: _Backoff) -> StreamConnection:
+    async def rotate(self, old: StreamConnection, backoff: Backoff) -> StreamConnection:
         """Open the replacement first, then close the old connection: no gap in the data."""
         log.info("%s: rotating the connection (open for %.0f s)", self.label, trio.current_time() - old.opened_at)
         new = await self.connect(backoff, replacing=True)

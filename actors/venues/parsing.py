@@ -26,6 +26,8 @@ from actors.domain.market import (
     SymbolFilters,
 )
 
+from actors.domain.margin import default_brackets as margin_brackets
+
 if TYPE_CHECKING:
     from actors.venues.profiles import VenueProfile
 
@@ -500,41 +502,23 @@ def parse_error_body(raw: Raw) -> VenueErrorBody | None:
 
 # (notional cap, initial leverage, maintenance margin ratio) of a conservative generic ladder, used
 # when the venue's brackets are unknown (leverageBracket is a signed endpoint on both venues).
+#: (notional floor, initial leverage, maintenance margin ratio): a conservative ladder
 _DEFAULT_LADDER: Final = (
-    (Decimal(5_000), 50, Decimal("0.01")),
-    (Decimal(25_000), 25, Decimal("0.02")),
-    (Decimal(100_000), 20, Decimal("0.025")),
-    (Decimal(250_000), 10, Decimal("0.05")),
-    (Decimal(1_000_000), 5, Decimal("0.1")),
-    (Decimal(5_000_000), 4, Decimal("0.125")),
-    (Decimal(20_000_000), 2, Decimal("0.25")),
-    (Decimal(1_000_000_000), 1, Decimal("0.5")),
+    (0, 50, "0.01"),
+    (5_000, 25, "0.02"),
+    (25_000, 20, "0.025"),
+    (100_000, 10, "0.05"),
+    (250_000, 5, "0.1"),
+    (1_000_000, 4, "0.125"),
+    (5_000_000, 2, "0.25"),
+    (20_000_000, 1, "0.5"),
 )
 
 
 def default_brackets() -> tuple[LeverageBracket, ...]:
-    """A conservative maintenance-margin ladder, ``cum`` derived as the venues do.
-
-    ``cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}`` (reference section C).
-    """
-    brackets: list[LeverageBracket] = []
-    floor = Decimal(0)
-    cum = Decimal(0)
-    previous_mmr = Decimal(0)
-    for number, (cap, leverage, mmr) in enumerate(_DEFAULT_LADDER, start=1):
-        cum = floor * (mmr - previous_mmr) + cum
-        brackets.append(
-            LeverageBracket(
-                bracket=number,
-                initial_leverage=leverage,
-                notional_floor=floor,
-                notional_cap=cap,
-                maint_margin_ratio=mmr,
-                cum=cum,
-            )
-        )
-        floor, previous_mmr = cap, mmr
-    return tuple(brackets)
+    """A conservative maintenance-margin ladder, built by :func:`margin.default_brackets`
+    (``cum`` derived as the venues do, reference section C)."""
+    return margin_brackets(_DEFAULT_LADDER, last_cap=Decimal(1_000_000_000))
 
 
 def build_instruments(

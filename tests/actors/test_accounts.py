@@ -90,7 +90,7 @@ async def test_message_in_flight_at_a_crash_gets_an_error_and_nothing_is_committ
         assert (await queued.wait())
         slot = service.supervisor.slot("paper-1")
         assert slot.restarts == 1
-        assert "x-1" not in slot.actor.state.recent
+        assert "x-1" not in slot.actor.recent
         retried = await submit(service, "paper-1", body("x-1"))
         assert retried["status"] == "filled"
         rows = await service.reader.fetchall("SELECT COUNT(*) AS n FROM fills WHERE decision_id = 'x-1'")

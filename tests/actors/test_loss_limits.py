@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from actors.account import HOUSEKEEPING_SECONDS
-from actors.domain.risk import SECONDS_PER_DAY, merge_limits, utc_day
+from actors.domain.risk import SECONDS_PER_DAY, utc_day
 from actors.messages import CloseAll, SetTradingState, UpdateRiskLimits
 from actors.service import Service
 from tests.actors.helpers import body, submit
@@ -42,8 +42,7 @@ def account(service: Service) -> Any:
 
 
 async def set_limits(service: Service, **overrides: Any) -> None:
-    limits = merge_limits(account(service).limits, overrides)
-    await service.supervisor.control(ACCOUNT, UpdateRiskLimits(limits=limits)).wait()
+    await service.supervisor.control(ACCOUNT, UpdateRiskLimits(overrides=overrides)).wait()
 
 
 def btc_at(market: ScriptedMarket, mark: str) -> None:

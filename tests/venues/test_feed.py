@@ -12,7 +12,9 @@ import msgspec
 import pytest
 import trio
 
-from actors.venues.feed import Acquire, FeedSettings, Release
+from actors.messages import AcquireSymbol as Acquire
+from actors.messages import ReleaseSymbol as Release
+from actors.venues.feed import FeedSettings
 from actors.venues.stream import stream_names
 from tests.fake_exchange import MALFORMED_FRAMES, FakeExchange, open_fake_exchange
 from tests.venues.support import FAST_FEED, FeedHarness, open_feed
