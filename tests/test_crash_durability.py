@@ -7,7 +7,7 @@ never came is *in doubt* and is re-submitted (same body) after the restart, as a
 Then a last start: every acknowledged decision is re-submitted and must answer its stored result
 without trading, and after a clean stop (SIGTERM) the database must hold every acknowledged
 decision exactly once with its orders, fills and position changes, nothing traded without its
-decision, and balances that are exactly the sum of their fills (``actors.loadtest``).
+decision, and balances that are exactly the sum of their fills (``actors.tools.loadtest``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import httpx
 import pytest
 import trio
 
-from actors.loadtest import Ack, DecisionMaker, check_acknowledged, check_invariants
+from actors.tools.loadtest import Ack, DecisionMaker, check_acknowledged, check_invariants
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS = [f"dur-{n}" for n in range(8)]

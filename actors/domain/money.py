@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation
 
+import msgspec
+
 ZERO = Decimal(0)
 ONE = Decimal(1)
 CENT = Decimal("0.01")
@@ -96,8 +98,6 @@ def bps_between(a: Decimal, b: Decimal) -> Decimal:
 
 def plain(value: object) -> object:
     """JSON-ready copy of nested builtins/Structs with every Decimal rendered by :func:`fmt`."""
-    import msgspec
-
     if isinstance(value, msgspec.Struct):
         value = msgspec.structs.asdict(value)
     if isinstance(value, Decimal):

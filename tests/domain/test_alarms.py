@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.domain import alarms as alarms_module
-from actors.domain.alarms import COMPACT_FLOOR, Alarm, AlarmIndex, is_crossed, measure_tick_cost
+from actors.domain.alarms import COMPACT_FLOOR, Alarm, AlarmIndex, is_crossed
+from actors.tools.bench_alarms import measure_tick_cost
 
 D = Decimal
 

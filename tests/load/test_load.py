@@ -18,7 +18,7 @@ import httpx
 import pytest
 import trio
 
-from actors.loadtest import check_acknowledged, check_invariants, format_report, run_load
+from actors.tools.loadtest import check_acknowledged, check_invariants, format_report, run_load
 from actors.service import Service, run_service
 from tests.conftest import TEST_SETTINGS, make_settings
 

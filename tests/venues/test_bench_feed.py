@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors.venues.bench_feed import measure_feed_ingest
+from actors.tools.bench_feed import measure_feed_ingest
 
 
 @pytest.mark.slow

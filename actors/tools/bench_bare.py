@@ -1,7 +1,7 @@
 """The bare Quart-Trio endpoint the HTTP benchmark compares against: it decodes the same decision
 body with the same msgspec type and returns a small JSON, and does nothing else.
 
-Serve: ``hypercorn --worker-class trio -b 127.0.0.1:PORT actors.bench_bare:app``
+Serve: ``hypercorn --worker-class trio -b 127.0.0.1:PORT actors.tools.bench_bare:app``
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import msgspec
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from .domain.decisions import DecisionIn
+from ..domain.decisions import DecisionIn
 
 _decoder = msgspec.json.Decoder(DecisionIn)
 _encoder = msgspec.json.Encoder()

@@ -5,7 +5,7 @@ Sections:
 
 * ``http``: paper decisions through HTTP to durable commit (the real service in its own process,
   pinned to one core) at 1, 32 and 64 connections, driven by ``wrk`` (an independent generator
-  that is not the bottleneck), next to the bare Quart-Trio endpoint of :mod:`actors.bench_bare`
+  that is not the bottleneck), next to the bare Quart-Trio endpoint of :mod:`actors.tools.bench_bare`
   driven the same way; ratio = service / bare.
 * ``inprocess``: decisions through supervisor → account → persistence with durable group commit,
   no HTTP, next to a bare group-commit loop of the same number of rows per decision.
@@ -37,6 +37,15 @@ from typing import Any
 
 import msgspec
 import trio
+
+from ..clock import ServiceClock
+from ..domain.decisions import DecisionIn, request_fingerprint, validate_decision
+from ..messages import SubmitDecision
+from ..persistence import insert, migrate, open_connection, persistence_actor
+from ..service import run_service
+from ..settings import AccountSettings, parse_settings
+from .bench_alarms import measure_tick_cost
+from .bench_feed import measure_feed_ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("http", "inprocess", "memory", "startup", "alarms", "feed")
@@ -135,7 +144,7 @@ def bench_http(quick: bool) -> dict[str, Any]:
     service = subprocess.Popen(_pinned([sys.executable, "-m", "actors.cli", "serve", "--settings", str(settings)], "0"),
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "w"))
     bare = subprocess.Popen(_pinned([sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-b",
-                                     f"127.0.0.1:{port_bare}", "actors.bench_bare:app"], "0"),
+                                     f"127.0.0.1:{port_bare}", "actors.tools.bench_bare:app"], "0"),
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "bare.log", "w"))
     try:
         _wait_port(port_service)
@@ -168,11 +177,6 @@ def bench_http(quick: bool) -> dict[str, Any]:
 
 
 async def _inprocess(decisions: int, accounts: int, concurrency: int, db: str) -> dict[str, Any]:
-    from .clock import ServiceClock
-    from .domain.decisions import DecisionIn, request_fingerprint, validate_decision
-    from .messages import SubmitDecision
-    from .service import run_service
-    from .settings import parse_settings
 
     settings = parse_settings(_settings_text(db, accounts), source="bench", env={})
     async with trio.open_nursery() as nursery:
@@ -229,7 +233,6 @@ async def _inprocess(decisions: int, accounts: int, concurrency: int, db: str) -
 
 
 async def _bare_group_commit(decisions: int, concurrency: int, rows_per_decision: int, db: str) -> dict[str, Any]:
-    from .persistence import persistence_actor, insert
 
     async with trio.open_nursery() as nursery:
         persistence = await nursery.start(persistence_actor, db)
@@ -278,15 +281,11 @@ def _rss_kib() -> int:
 
 
 async def _memory(accounts: int, db: str) -> dict[str, Any]:
-    from .clock import ServiceClock
-    from .service import run_service
-    from .settings import parse_settings
 
     settings = parse_settings(_settings_text(db, 1), source="bench", env={})
     async with trio.open_nursery() as nursery:
         service = await nursery.start(lambda task_status: run_service(settings, clock=ServiceClock(), serve_http=False,
                                                                       task_status=task_status))
-        from .settings import AccountSettings
 
         limits = settings.risk_defaults
         # warm up: one account's worth of imports and caches
@@ -307,7 +306,6 @@ async def _memory(accounts: int, db: str) -> dict[str, Any]:
 
 
 def _prepare_startup_db(path: str, accounts: int, fills: int) -> None:
-    from .persistence import migrate, open_connection
 
     conn = open_connection(path, synchronous="OFF")
     migrate(conn)
@@ -336,9 +334,6 @@ def _prepare_startup_db(path: str, accounts: int, fills: int) -> None:
 
 
 async def _startup(db: str, accounts: int) -> dict[str, Any]:
-    from .clock import ServiceClock
-    from .service import run_service
-    from .settings import parse_settings
 
     rows = "\n".join(f'  - {{id: acct-{i}, venue: sim, balance: "10000"}}' for i in range(accounts))
     text = (f"server: {{host: 127.0.0.1, port: 0}}\ndatabase: {{path: {db}}}\nlog_level: WARNING\n"
@@ -356,7 +351,7 @@ async def _startup(db: str, accounts: int) -> dict[str, Any]:
 
 
 def _in_subprocess(function: str, *args: Any) -> dict[str, Any]:
-    code = (f"import json, trio, sys; from actors import bench; "
+    code = (f"import json, trio, sys; from actors.tools import bench; "
             f"print(json.dumps(bench.{function}(*{args!r})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=1800,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -396,16 +391,10 @@ def bench_startup(quick: bool) -> dict[str, Any]:
 
 
 def bench_alarms(quick: bool) -> dict[str, Any]:
-    from .domain.alarms import measure_tick_cost
-
     return measure_tick_cost(ticks=2_000 if quick else 20_000)  # type: ignore[call-arg]
 
 
 def bench_feed(quick: bool) -> dict[str, Any]:
-    try:
-        from .venues.bench_feed import measure_feed_ingest
-    except ImportError as exc:
-        return {"skipped": f"feed benchmark unavailable: {exc}"}
     return trio.run(measure_feed_ingest, 3.0 if quick else 10.0)
 
 

@@ -12,7 +12,7 @@ are also measured on their own, so the figure comes with a breakdown:
   transport's own ceiling: wsproto framing and trio-websocket's message channel);
 * ``end_to_end``: the real feed over loopback.
 
-Run it with ``python -m actors.venues.bench_feed [seconds]`` from the repository root.
+Run it with ``python -m actors.tools.bench_feed [seconds]`` from the repository root.
 """
 
 from __future__ import annotations

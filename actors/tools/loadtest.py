@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sqlite3
 import ssl
@@ -37,6 +38,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
 from typing import Any
+
+import httpx
+import trio
+
+from ..domain.positions import apply_close_fill, apply_open_fill, entry_side, new_position
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 ACCEPTED = ("filled", "partially_filled")
@@ -194,7 +200,6 @@ class _Load:
                      info: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]] | None:
         """POST until answered (200/409/422/4xx); 503 honours Retry-After with the same id; 202 is
         followed (``info["via_202"]`` tells). None when the service stays unreachable for ``give_up_after``."""
-        import httpx
 
         report = self.report
         path = f"/v1/accounts/{account}/decisions"
@@ -235,7 +240,6 @@ class _Load:
 
     async def follow(self, client: Any, url: str) -> tuple[int, dict[str, Any]] | None:
         """Poll a 202's result URL; None if it stays unknown for a while (then the caller re-POSTs)."""
-        import httpx
 
         delay = 0.05
         for _ in range(20):
@@ -256,7 +260,6 @@ class _Load:
 
     async def operator_restart(self, client: Any, account: str) -> None:
         """An operator's reset of an account that exceeded its restart intensity (``failed``)."""
-        import httpx
 
         try:
             response = await client.post(f"/v1/accounts/{account}/restart")
@@ -333,7 +336,6 @@ class _Load:
     # ---- faults and kill switches
 
     async def maybe_crash(self, client: Any, account: str) -> None:
-        import httpx
 
         if self.crash_rate <= 0 or self.rng.random() >= self.crash_rate:
             return
@@ -379,7 +381,6 @@ class _Load:
             self.report.resumes += 1
 
     async def control(self, client: Any, method: str, path: str, body: Any) -> None:
-        import httpx
 
         start = time.monotonic()
         while True:
@@ -439,7 +440,6 @@ class _Load:
 
 
 async def _sleep(seconds: float) -> None:
-    import trio
 
     await trio.sleep(seconds)
 
@@ -485,8 +485,6 @@ async def run_load(
     token: str | None = None,
 ) -> LoadReport:
     """Drive the service at ``url``; returns when every client task has finished (count or duration)."""
-    import httpx
-    import trio
 
     rng = random.Random(seed)
     run_tag = f"lt{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}"
@@ -523,7 +521,6 @@ async def run_load(
 
 
 async def _progress(load: _Load, started: float, duration: float) -> None:
-    import trio
 
     tty = sys.stderr.isatty()
     last_decile = -1
@@ -722,7 +719,6 @@ def _check(conn: sqlite3.Connection, limit: int) -> list[str]:
             problem(f"position {position['id']} was opened by decision {position['opened_by']}, which is not stored")
 
     # ---- replay every position's fills through the pure domain
-    from .domain.positions import apply_close_fill, apply_open_fill, entry_side, new_position
 
     fills_by_position: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for fill in fills:
@@ -982,9 +978,7 @@ def format_report(report: LoadReport) -> str:
 
 
 def run_loadtest_cli(args: argparse.Namespace) -> int:
-    import os
 
-    import trio
 
     duplicate_rate = getattr(args, "duplicate_rate", None)
     kill_switch_every = getattr(args, "kill_switch_every", None)
