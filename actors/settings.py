@@ -235,11 +235,15 @@ def _validate(settings: Settings, source: str) -> None:
                 f"{source}: {where}.mode: live trading is not available in this build; use mode: paper"
             )
         try:
-            merge_limits(defaults, account.risk)
+            limits = merge_limits(defaults, account.risk)
         except InvalidLimits as exc:
             raise SettingsError(f"{source}: {where}.risk.{exc.field}: {exc.message}") from None
         if not (1 <= account.default_leverage <= 25):
             raise SettingsError(f"{source}: {where}.default_leverage: must be between 1 and 25")
+        if account.default_leverage > limits.max_leverage:
+            raise SettingsError(
+                f"{source}: {where}.default_leverage: {account.default_leverage} is above the account's max_leverage "
+                f"{limits.max_leverage}: a decision that names no leverage could never trade")
 
 
 def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:

@@ -106,6 +106,8 @@ class AccountBook:
         self.orders: dict[str, OrderRecord] = {}  # orders still open at the venue, by id
         self.client_ids: dict[str, str] = {}  # client order id -> order id (open ones)
         self.terminal: collections.OrderedDict[str, OrderRecord] = collections.OrderedDict()  # by client id
+        #: fill ids applied per order, for orders open or recently finished (a fill seen again is skipped)
+        self.applied_fills: dict[str, set[str]] = {}
         self.recent_order_times: collections.deque[float] = collections.deque(maxlen=512)
         self.peak_equity = initial_balance
         self.day_start_equity = initial_balance
@@ -131,6 +133,9 @@ class AccountBook:
 
     def equity(self, market: QuoteSource) -> Decimal:
         return self.balance + self.unrealized(market)
+
+    def fill_applied(self, order_id: str, fill_id: str) -> bool:
+        return fill_id in self.applied_fills.get(order_id, ())
 
     def order_by_client(self, client_order_id: str) -> OrderRecord | None:
         order_id = self.client_ids.get(client_order_id)
@@ -177,7 +182,10 @@ class AccountBook:
                 self.terminal[order.client_order_id] = order
                 self.terminal.move_to_end(order.client_order_id)
                 while len(self.terminal) > RECENT_TERMINAL_ORDERS:
-                    self.terminal.popitem(last=False)
+                    _, evicted = self.terminal.popitem(last=False)
+                    self.applied_fills.pop(evicted.id, None)
+        for fill in changes.fills:  # forgotten with the order, when it leaves the recent ones
+            self.applied_fills.setdefault(fill.order_id, set()).add(fill.id)
         if changes.cooldown_until is not UNCHANGED:
             self.cooldown_until = changes.cooldown_until
         if changes.trading_state is not None:
@@ -209,7 +217,7 @@ class Changes:
         self.orders: dict[str, OrderRecord] = {}  # order id -> new value
         self.client_ids: dict[str, str] = {}  # client order id -> order id, for orders added here
         self.fills: list[FillRecord] = []
-        self.fill_ids: set[str] = set()
+        self.fill_ids: set[str] = set()  # fills applied in these changes
         self.funding_payments: list[FundingPayment] = []
         self.events: list[Payload] = []
         self.order_times: list[float] = []  # orders sent, for the rate limits
@@ -237,6 +245,9 @@ class Changes:
             return self.orders[order_id]
         return self.book.orders.get(order_id)
 
+    def fill_applied(self, order_id: str, fill_id: str) -> bool:
+        return fill_id in self.applied_fills.get(order_id, ())
+
     def order_by_client(self, client_order_id: str) -> OrderRecord | None:
         order_id = self.client_ids.get(client_order_id)
         if order_id is not None:
@@ -245,6 +256,9 @@ class Changes:
         if order is not None and order.id in self.orders:
             return self.orders[order.id]
         return order
+
+    def fill_applied(self, order_id: str, fill_id: str) -> bool:
+        return fill_id in self.fill_ids or self.book.fill_applied(order_id, fill_id)
 
     def open_positions(self) -> list[Position]:
         merged = dict(self.book.positions)

@@ -171,12 +171,23 @@ def _apply_report(changes: Changes, execution: OrderExecution, report: Execution
             if order.status == "PENDING_NEW" and not execution.accepted:
                 _accepted(changes, execution, order)
             fill = report.fill
-            if fill is not None and not was_terminal and fill.fill_id not in changes.fill_ids:
+            if fill is not None and _new_fill(changes, order, fill.fill_id, fill.quantity):
                 order = _apply_fill(changes, execution, order, report, ctx)
                 execution.fill_status = report.status
                 execution.trigger_price = report.trigger_price
     execution.order = msgspec.structs.replace(order, status=status, updated_at=changes.now)
     changes.put_order(execution.order)
+
+
+def _new_fill(changes: Changes, order: OrderRecord, fill_id: str, quantity: Decimal) -> bool:
+    """A fill to apply: not applied before (a venue sends some twice), and one the order can still
+    take (a fill beyond an order's size is a duplicate whose id was forgotten). A fill that comes
+    after the order's final status (reports out of order) is still applied."""
+    if changes.fill_applied(order.id, fill_id):
+        return False
+    if order.quantity is not None and order.purpose not in ("take_profit", "stop_loss"):
+        return order.filled_quantity + quantity <= order.quantity
+    return True
 
 
 def _accepted(changes: Changes, execution: OrderExecution, order: OrderRecord) -> None:

@@ -157,6 +157,7 @@ class AccountRows(NamedTuple):
     orders: list[OrderRecord]
     funded_until: dict[str, int]
     recent_order_times: list[float]
+    order_fills: dict[str, set[str]]  # fill ids of the open orders
 
 
 _ACCOUNT_COLUMNS = ("initial_balance", "realized_pnl", "fees", "funding", "trading_state", "state_reason",
@@ -172,7 +173,7 @@ def load_account(conn: sqlite3.Connection, account_id: str, now: float) -> Accou
     """Runs inside a persistence round (on the write connection): every read of an account."""
     row = conn.execute(f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts WHERE id = ?", (account_id,)).fetchone()
     if row is None:
-        return AccountRows(None, [], [], {}, [])
+        return AccountRows(None, [], [], {}, [], {})
     positions = [position_from_row(dict(zip(_POSITION_COLUMNS, r))) for r in conn.execute(
         f"SELECT {', '.join(_POSITION_COLUMNS)} FROM positions WHERE account_id = ? AND status IN ('open', 'closing')",
         (account_id,))]
@@ -186,7 +187,14 @@ def load_account(conn: sqlite3.Connection, account_id: str, now: float) -> Accou
     times = [t for (t,) in conn.execute(
         "SELECT created_at FROM orders WHERE account_id = ? AND created_at > ? AND purpose IN ('entry', 'exit',"
         " 'close_all') AND status NOT IN ('PENDING_NEW', 'REJECTED') ORDER BY created_at", (account_id, now - 60))]
-    return AccountRows(dict(zip(_ACCOUNT_COLUMNS, row)), positions, orders, funded, times)
+    order_fills: dict[str, set[str]] = {}
+    if orders:
+        marks = ", ".join("?" for _ in orders)
+        for order_id, fill_id in conn.execute(
+                f"SELECT order_id, id FROM fills WHERE account_id = ? AND order_id IN ({marks})",
+                (account_id, *(o.id for o in orders))):
+            order_fills.setdefault(order_id, set()).add(fill_id)
+    return AccountRows(dict(zip(_ACCOUNT_COLUMNS, row)), positions, orders, funded, times, order_fills)
 
 
 def stored_decision(conn: sqlite3.Connection, account_id: str, decision_id: str) -> tuple[str, bytes] | None:
