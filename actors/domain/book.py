@@ -245,9 +245,6 @@ class Changes:
             return self.orders[order_id]
         return self.book.orders.get(order_id)
 
-    def fill_applied(self, order_id: str, fill_id: str) -> bool:
-        return fill_id in self.applied_fills.get(order_id, ())
-
     def order_by_client(self, client_order_id: str) -> OrderRecord | None:
         order_id = self.client_ids.get(client_order_id)
         if order_id is not None:
