@@ -22,7 +22,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from .clock import ServiceClock
+from .account.context import AdapterFactory
 from .events import EventBus
+from .execution import open_adapter
 from .http.app import create_app
 from .market_data import MarketData, market_data_actor
 from .persistence import Persistence, Reader, persistence_actor
@@ -106,11 +108,13 @@ async def run_service(
     serve_http: bool = True,
     sources: dict[str, Any] | None = None,
     inline_persistence: bool = False,
+    adapter_factory: AdapterFactory | None = None,
     task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole actor tree until :meth:`Service.request_stop` is called.
 
     ``sources`` replaces the market-data source of a venue (``execd replay`` drives its own);
+    ``adapter_factory`` replaces how accounts get their execution adapter (tests drive a double);
     ``inline_persistence`` commits on the trio thread (deterministic under a virtual clock).
     """
     clock = clock or ServiceClock()
@@ -129,7 +133,8 @@ async def run_service(
             service.bus = EventBus(service.reader)
             service.persistence.on_committed = service.bus.publish
             supervisor = Supervisor(settings.supervisor, service.persistence, service.markets, clock,
-                                    paper_latency=paper_latency, global_limits=settings.global_limits)
+                                    paper_latency=paper_latency, global_limits=settings.global_limits,
+                                    adapter_factory=adapter_factory or open_adapter)
             service.supervisor = supervisor
             accounts = [(a, settings.account_limits(a)) for a in settings.accounts]
             await background.start(supervisor_actor, supervisor, accounts)

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from .account import AccountActor, AccountContext, AccountSnapshot, Mailbox, account_actor
+from .account.context import AdapterFactory
 from .backoff import backoff_delay
 from .clock import ServiceClock
 from .domain.events import ActorFailed, ActorRestarted, GlobalStateChanged, Payload
@@ -83,12 +84,14 @@ class Supervisor:
         paper_latency: float = 0.0,
         rng: random.Random | None = None,
         global_limits: GlobalLimits | None = None,
+        adapter_factory: AdapterFactory = open_adapter,
     ) -> None:
         self.settings = settings
         self.persistence = persistence
         self.markets = markets
         self.clock = clock
         self.paper_latency = paper_latency
+        self.adapter_factory = adapter_factory
         self.slots: dict[str, AccountSlot] = {}
         self.global_state: TradingState = "active"
         self.global_reason: str | None = None
@@ -136,7 +139,7 @@ class Supervisor:
             global_limits=self.global_limits,
             record_global_order=self.global_order_times.append,
             paper_latency=self.paper_latency,
-            adapter_factory=open_adapter,
+            adapter_factory=self.adapter_factory,
         )
 
     async def _supervise(self, slot: AccountSlot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

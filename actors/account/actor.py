@@ -225,7 +225,8 @@ class AccountActor:
             return
         if not execution.fills or position is None:
             return
-        if order.is_protective and position.is_open:  # the book ran out: the trigger stays armed
+        if order.is_protective and order.status == "PARTIALLY_FILLED" and position.is_open:
+            # the venue left the trigger armed for the rest (the book ran out)
             changes.emit(ProtectionPartial(order_id=order.id, filled_quantity=fmt(execution.filled),
                                            remaining=fmt(position.quantity)))
         if (order.type == "LIMIT" and order.purpose == "entry" and order.filled_quantity == execution.filled
@@ -243,9 +244,9 @@ class AccountActor:
         await self.checkpoint(changes)
         execution = OrderExecution(order=planned.order, position_before=changes.position(planned.order.symbol))
         _collect(execution, await self.apply(changes, await self.adapter.submit(planned.intent)))
-        if not _answered(execution.order):
+        if not _answered(execution):
             with trio.move_on_after(self.ctx.venue_answer_seconds if timeout is None else timeout):
-                while not _answered(execution.order):
+                while not _answered(execution):
                     message = self.mailbox.take_venue()
                     if message is None:
                         await self.mailbox.wait_posted()
@@ -406,11 +407,12 @@ class AccountActor:
                                       global_limits=ctx.global_limits)
 
 
-def _answered(order: OrderRecord) -> bool:
-    """Whether the venue has given its answer: a market order is done, any other was accepted
-    (or refused)."""
-    if order.type == "MARKET" or order.type == "LIQUIDATION":
-        return not order.is_open
+def _answered(execution: OrderExecution) -> bool:
+    """Whether the venue has given its answer: a market order is done and every fill it reported
+    is in (reports may come out of order), any other order was accepted or refused."""
+    order = execution.order
+    if order.type == "MARKET":
+        return not order.is_open and order.filled_quantity >= execution.venue_filled
     return order.status != "PENDING_NEW"
 
 

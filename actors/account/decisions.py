@@ -104,7 +104,9 @@ async def _execute(actor: AccountActor, changes: Changes, decision: Decision, ve
     if status == "pending":  # no answer from the venue yet: asked again until it settles
         return planner.result(changes, decision, "pending", market.mark_of, order=order)
     planner.accept(changes, decision, None if write_ahead else verdict, at=_first_event_of(changes, order.id))
-    position = changes.position(decision.symbol)
+    # the position after this order's fills (closed ones included: a write-ahead checkpoint has
+    # already moved them out of the book), else the one the order left as it was
+    position = execution.position or changes.position(decision.symbol)
     if execution.fills:
         planner.start_cooldown(changes)
         if (order.type == "MARKET" and decision.action == "open" and position is not None

@@ -66,6 +66,7 @@ class OrderExecution:
     expired: str | None = None
     trigger_failed: VenueReject | None = None
     fill_status: str | None = None  # status after the batch's last fill
+    venue_filled: Decimal = ZERO  # the most the venue said it filled (a fill may still be on its way)
     trigger_price: Decimal | None = None
     position_before: Position | None = None
     position: Position | None = None
@@ -83,6 +84,7 @@ class OrderExecution:
         self.trigger_failed = later.trigger_failed or self.trigger_failed
         self.fill_status = later.fill_status or self.fill_status
         self.trigger_price = later.trigger_price or self.trigger_price
+        self.venue_filled = max(self.venue_filled, later.venue_filled)
         if later.position is not None:
             self.position = later.position
 
@@ -145,6 +147,7 @@ def _apply_report(changes: Changes, execution: OrderExecution, report: Execution
     status = later_status(order.status, report.status)
     if not order.venue_order_id and report.venue_order_id:
         order = msgspec.structs.replace(order, venue_order_id=report.venue_order_id)
+    execution.venue_filled = max(execution.venue_filled, report.cumulative_quantity)
     match report.exec_type:
         case "NEW":
             if order.status == "PENDING_NEW":
@@ -235,14 +238,14 @@ def _apply_fill(changes: Changes, execution: OrderExecution, order: OrderRecord,
     changes.put_position(position)
     execution.position = position
     filled = order.filled_quantity + fill.quantity
-    avg = fill.price if order.avg_price is None or order.filled_quantity == 0 else (
-        (order.avg_price * order.filled_quantity + fill.price * fill.quantity) / filled)
+    cum_quote = order.cum_quote + fill.price * fill.quantity
+    avg = cum_quote / filled
     quantity = order.quantity
     if order.quantity is None or order.purpose in ("take_profit", "stop_loss"):
         # a closePosition trigger: its size is what it filled so far plus what is still open
         quantity = filled + position.quantity
-    return msgspec.structs.replace(order, filled_quantity=filled, avg_price=avg, fee=order.fee + fill.fee,
-                                   quantity=quantity)
+    return msgspec.structs.replace(order, filled_quantity=filled, avg_price=avg, cum_quote=cum_quote,
+                                   fee=order.fee + fill.fee, quantity=quantity)
 
 
 def _liquidation_order(changes: Changes, report: ExecutionReport, ctx: LedgerContext) -> OrderRecord | None:

@@ -75,7 +75,8 @@ class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
     trigger_price: Decimal | None = None
     status: str = "NEW"
     filled_quantity: Decimal = ZERO
-    avg_price: Decimal | None = None
+    avg_price: Decimal | None = None  # cum_quote / filled_quantity
+    cum_quote: Decimal = ZERO  # the exact sum of price x quantity of the fills
     fee: Decimal = ZERO
     leverage: int | None = None  # entries: the leverage the position is opened at
     take_profit: Decimal | None = None  # resting entries: protection to attach once filled

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import NamedTuple
@@ -31,7 +32,7 @@ from .risk import (
     AccountView, CheckResult, GlobalLimits, MarketView, Rejection, RiskVerdict, TradingState,
     cooldown_until_after, evaluate, stricter_state, utc_day,
 )
-from .views import DecisionResult, ErrorView, FillView, RejectionView, fill_view, order_view, position_view
+from .views import DecisionResult, ErrorView, FillView, RejectionView, order_view, position_view
 
 WORKING_TYPES = {"mark": "MARK_PRICE", "last": "CONTRACT_PRICE"}
 
@@ -320,7 +321,7 @@ def result(changes: Changes, decision: Decision, status: str, mark_of: Callable[
         rejection=None if rejection is None else RejectionView(code=rejection.code, message=rejection.message,
                                                                details=dict(rejection.details)),
         order=None if order is None else order_view(order),
-        fills=list(fills),
+        fills=sorted(fills, key=lambda f: execution_order(f.id)),
         position=None if position is None else position_view(position, mark_of(position.symbol)),
         protective_orders=protective,
         balance=fmt(changes.balance),
@@ -329,8 +330,10 @@ def result(changes: Changes, decision: Decision, status: str, mark_of: Callable[
     )
 
 
-def fill_views(changes: Changes, order_id: str) -> list[FillView]:
-    return [fill_view(f) for f in changes.fills if f.order_id == order_id]
+def execution_order(fill_id: str) -> tuple[tuple[int, int | str], ...]:
+    """A fill id's place in execution order, whatever order its report came in: ids number the
+    fills (paper ``<order>.<n>``, a venue's increasing trade ids), compared as numbers."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", fill_id) if part)
 
 
 def set_trading_state(changes: Changes, state: TradingState, reason: str | None, source: str) -> None:

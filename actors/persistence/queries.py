@@ -37,7 +37,7 @@ def order_statement(order: OrderRecord) -> Statement:
         "quantity": text(order.quantity), "price": text(order.price),
         "trigger_price": text(order.trigger_price), "status": order.status,
         "filled_quantity": text(order.filled_quantity), "avg_price": text(order.avg_price),
-        "fee": text(order.fee), "leverage": order.leverage, "take_profit": text(order.take_profit),
+        "cum_quote": text(order.cum_quote), "fee": text(order.fee), "leverage": order.leverage, "take_profit": text(order.take_profit),
         "stop_loss": text(order.stop_loss), "reject_code": order.reject_code,
         "reject_message": order.reject_message, "client_order_id": order.client_order_id or None,
         "venue_order_id": order.venue_order_id, "sent_at": order.sent_at, "revision": order.revision,
@@ -165,7 +165,7 @@ _ACCOUNT_COLUMNS = ("initial_balance", "realized_pnl", "fees", "funding", "tradi
 _POSITION_COLUMNS = tuple(Position.__struct_fields__)
 _ORDER_COLUMNS = ("id", "account_id", "decision_id", "position_id", "symbol", "side", "type", "purpose",
                   "reduce_only", "quantity", "price", "trigger_price", "status", "filled_quantity", "avg_price",
-                  "fee", "leverage", "take_profit", "stop_loss", "reject_code", "reject_message",
+                  "cum_quote", "fee", "leverage", "take_profit", "stop_loss", "reject_code", "reject_message",
                   "client_order_id", "venue_order_id", "sent_at", "revision", "created_at", "updated_at")
 
 
@@ -221,12 +221,22 @@ def order_from_row(row: dict[str, Any]) -> OrderRecord:
         purpose=row["purpose"], reduce_only=bool(row["reduce_only"]), quantity=dec(row["quantity"]),
         price=dec(row["price"]), trigger_price=dec(row["trigger_price"]), status=row["status"],
         filled_quantity=dec(row["filled_quantity"]) or Decimal(0), avg_price=dec(row["avg_price"]),
+        cum_quote=_cum_quote(row),
         fee=dec(row["fee"]) or Decimal(0), leverage=row["leverage"], take_profit=dec(row["take_profit"]),
         stop_loss=dec(row["stop_loss"]), reject_code=row["reject_code"], reject_message=row["reject_message"],
         client_order_id=row.get("client_order_id") or "", venue_order_id=row.get("venue_order_id"),
         sent_at=row.get("sent_at"), revision=row.get("revision") or 0,
         created_at=row["created_at"], updated_at=row["updated_at"],
     )
+
+
+def _cum_quote(row: dict[str, Any]) -> Decimal:
+    """Orders stored before ``cum_quote`` existed: recovered from their average price."""
+    if row.get("cum_quote") is not None:
+        return Decimal(row["cum_quote"])
+    if row["avg_price"] is None or row["filled_quantity"] is None:
+        return Decimal(0)
+    return Decimal(row["avg_price"]) * Decimal(row["filled_quantity"])
 
 
 def fill_from_row(row: dict[str, Any]) -> FillRecord:

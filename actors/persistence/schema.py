@@ -104,13 +104,15 @@ _MIGRATION_1: tuple[Operation, ...] = (
 # Version 2: the execution seam. Every order carries the deterministic client order id the venue
 # knows it by (and the venue's own id once it answered), the time it was sent (an ambiguous
 # answer is settled by asking the venue; after the venue's receive window it can no longer arrive),
-# and a revision (a moved stop-loss is a new venue order). Fills keep their fee asset; a position
+# a revision (a moved stop-loss is a new venue order) and the exact quote amount filled (its average
+# price derived from it, whatever order its fills were reported in). Fills keep their fee asset; a position
 # adopted from the venue (opened outside the service) is flagged ``external``.
 _MIGRATION_2: tuple[Operation, ...] = (
     AddColumn("orders", "client_order_id", str),
     AddColumn("orders", "venue_order_id", str),
     AddColumn("orders", "sent_at", float),
     AddColumn("orders", "revision", int),
+    AddColumn("orders", "cum_quote", str),
     AddColumn("fills", "fee_asset", str),
     AddColumn("positions", "external", int),
     AddColumn("decisions", "updated_at", float),

@@ -60,15 +60,15 @@ class ScriptedMarket:
 
 
 @asynccontextmanager
-async def scripted_service(tmp_path: Path, text: str = TEST_SETTINGS, *,
-                           anchor: float = START) -> AsyncIterator[tuple[Service, ScriptedMarket]]:
+async def scripted_service(tmp_path: Path, text: str = TEST_SETTINGS, *, anchor: float = START,
+                           adapter_factory: Any = None) -> AsyncIterator[tuple[Service, ScriptedMarket]]:
     """The in-process service (inline commits) on a scripted market, its clock at ``anchor``."""
     market = ScriptedMarket()
     settings = make_settings(tmp_path, text)
     async with trio.open_nursery() as nursery:
         service: Service = await nursery.start(lambda task_status: run_service(
             settings, clock=ServiceClock(anchor), serve_http=False, inline_persistence=True,
-            sources={"sim": market.source()}, task_status=task_status))
+            sources={"sim": market.source()}, adapter_factory=adapter_factory, task_status=task_status))
         try:
             yield service, market
         finally:
