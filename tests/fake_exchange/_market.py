@@ -16,6 +16,11 @@ from typing import Any, Literal
 Flavour = Literal["aster", "binance"]
 Level = tuple[str, str]
 
+#: ``pricePrecision`` / ``quantityPrecision`` of every symbol in exchangeInfo: more decimals than
+#: this in an order's price / quantity is -1111 (precision), fewer but off the tick/step is -4014/-4023
+PRICE_PRECISION = 2
+QUANTITY_PRECISION = 3
+
 
 def wire(value: Decimal | str | int | float) -> str:
     """A decimal as the venues print it: plain notation, never an exponent."""
@@ -139,8 +144,8 @@ def _symbol_info(flavour: Flavour, s: SymbolSpec) -> dict[str, Any]:
         "baseAsset": s.base_asset,
         "quoteAsset": s.quote_asset,
         "marginAsset": s.quote_asset,
-        "pricePrecision": 2,
-        "quantityPrecision": 3,
+        "pricePrecision": PRICE_PRECISION,
+        "quantityPrecision": QUANTITY_PRECISION,
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
         "underlyingType": "COIN",
