@@ -16,10 +16,6 @@ from typing import Any, Literal
 Flavour = Literal["aster", "binance"]
 Level = tuple[str, str]
 
-#: ``pricePrecision`` / ``quantityPrecision`` of every symbol in exchangeInfo: more decimals than
-#: this in an order's price / quantity is -1111 (precision), fewer but off the tick/step is -4014/-4023
-PRICE_PRECISION = 2
-QUANTITY_PRECISION = 3
 
 
 def wire(value: Decimal | str | int | float) -> str:
@@ -48,6 +44,10 @@ class SymbolSpec:
     multiplier_down: str = "0.9500"
     liquidation_fee: str = "0.012500"
     status: str = "TRADING"
+    #: ``pricePrecision`` / ``quantityPrecision`` in exchangeInfo: more decimals than this in an
+    #: order's price / quantity is -1111 (precision); fewer but off the tick / step is -4014 / -4023
+    price_precision: int = 2
+    quantity_precision: int = 3
     #: (notional cap, initial leverage, maintenance margin ratio, cum) per bracket
     brackets: tuple[tuple[int, int, str, str], ...] = (
         (50_000, 125, "0.004", "0"),
@@ -144,8 +144,8 @@ def _symbol_info(flavour: Flavour, s: SymbolSpec) -> dict[str, Any]:
         "baseAsset": s.base_asset,
         "quoteAsset": s.quote_asset,
         "marginAsset": s.quote_asset,
-        "pricePrecision": PRICE_PRECISION,
-        "quantityPrecision": QUANTITY_PRECISION,
+        "pricePrecision": s.price_precision,
+        "quantityPrecision": s.quantity_precision,
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
         "underlyingType": "COIN",

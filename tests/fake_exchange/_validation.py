@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from ._accounts import ZERO, Side
 from ._errors import VenueError, invalid, missing, not_required
-from ._market import PRICE_PRECISION, QUANTITY_PRECISION, Flavour, SymbolSpec
+from ._market import Flavour, SymbolSpec
 
 Endpoint = Literal["order", "algo"]
 
@@ -83,7 +83,7 @@ def check_price(price: Decimal, spec: SymbolSpec) -> None:
     """PRICE_FILTER: precision, tick, bounds."""
     if price <= 0:
         raise VenueError(-4013, "Price less than min price.")
-    if _decimals(price) > PRICE_PRECISION:
+    if _decimals(price) > spec.price_precision:
         raise VenueError(-1111)
     if price % Decimal(spec.tick_size):
         raise VenueError(-4014)
@@ -97,7 +97,7 @@ def check_quantity(quantity: Decimal, spec: SymbolSpec, *, market: bool) -> None
     """LOT_SIZE (MARKET_LOT_SIZE for market orders): sign, precision, step, bounds."""
     if quantity <= 0:
         raise VenueError(-4003)
-    if _decimals(quantity) > QUANTITY_PRECISION:
+    if _decimals(quantity) > spec.quantity_precision:
         raise VenueError(-1111)
     if quantity % Decimal(spec.step_size):
         raise VenueError(-4023)

@@ -23,7 +23,7 @@ from eth_account import Account as EthAccount
 from eth_account.messages import encode_typed_data
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from tests.fake_exchange import Account, FakeExchange, open_fake_exchange
+from tests.fake_exchange import DEFAULT_SYMBOLS, Account, FakeExchange, SymbolSpec, open_fake_exchange
 
 TIMEOUT = 10
 
@@ -144,9 +144,18 @@ class Venue:
 
 
 @asynccontextmanager
-async def open_venue(flavour: Literal["aster", "binance"] = "aster", *, api: Literal["v1", "v3"] = "v1", wallet: str = "10000") -> AsyncIterator[Venue]:
+async def open_venue(
+    flavour: Literal["aster", "binance"] = "aster",
+    *,
+    api: Literal["v1", "v3"] = "v1",
+    wallet: str = "10000",
+    symbols: tuple[SymbolSpec, ...] = DEFAULT_SYMBOLS,
+) -> AsyncIterator[Venue]:
     """A fake of ``flavour`` with an account (HMAC, or an Aster V3 API wallet) and its client."""
-    async with open_fake_exchange(flavour=flavour) as fake, httpx.AsyncClient(base_url=fake.rest_url, timeout=5) as http:
+    async with (
+        open_fake_exchange(flavour=flavour, symbols=symbols) as fake,
+        httpx.AsyncClient(base_url=fake.rest_url, timeout=5) as http,
+    ):
         if api == "v3":
             main, wallet_key = EthAccount.create(), EthAccount.create()
             account = fake.add_account("trader", user=main.address, signer=wallet_key.address, wallet=wallet)
