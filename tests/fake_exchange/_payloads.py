@@ -27,7 +27,7 @@ from ._accounts import (
 )
 from ._market import Flavour, SymbolSpec, wire
 
-OrderView = Literal["new", "query"]
+OrderView = Literal["new", "cancel", "query"]
 
 
 def plain(value: Decimal) -> str:
@@ -43,12 +43,13 @@ def _filled_qty(value: Decimal, spec: SymbolSpec) -> str:
 
 
 def order_body(order: Order, spec: SymbolSpec, flavour: Flavour, view: OrderView) -> dict[str, Any]:
-    """``POST/DELETE /order`` (view ``new``) or ``GET /order``, ``openOrders``... (view ``query``)."""
+    """``POST /order`` (view ``new``), ``DELETE /order`` (``cancel``: no avgPrice) or
+    ``GET /order``, ``openOrders``... (``query``: ``time`` instead of ``cumQty``)."""
     body: dict[str, Any] = {}
     if view == "query":
         body["avgPrice"] = avg_text(order.avg_price, spec)
     body["clientOrderId"] = order.client_id
-    if view == "new":
+    if view != "query":
         body["cumQty"] = _filled_qty(order.executed_qty, spec)
     body["cumQuote"] = plain(order.cum_quote)
     body["executedQty"] = _filled_qty(order.executed_qty, spec)
@@ -56,7 +57,7 @@ def order_body(order: Order, spec: SymbolSpec, flavour: Flavour, view: OrderView
     if view == "new":
         body["avgPrice"] = avg_text(order.avg_price, spec)
     body["origQty"] = "0" if order.close_position else qty_text(order.quantity, spec)
-    if view == "query":
+    if view != "new":
         body["origType"] = order.orig_type
     body.update(
         {

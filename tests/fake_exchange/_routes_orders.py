@@ -34,7 +34,7 @@ def cancel_order(call: Call) -> Any:
     assert symbol is not None
     order = call.find_order(symbol, unknown_code=-2011)
     call.engine.cancel(call.account, order)
-    return payloads.order_body(order, call.venue.spec(symbol), call.flavour, "new")
+    return payloads.order_body(order, call.venue.spec(symbol), call.flavour, "cancel")
 
 
 def open_order(call: Call) -> Any:
