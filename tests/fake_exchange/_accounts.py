@@ -260,9 +260,12 @@ class Account:
 
     def order_by_client_id(self, client_id: str, symbol: str | None = None) -> Order | None:
         """The open order with this client id, else the most recent one (the venue's lookup)."""
-        matches = [o for o in self.orders.values() if o.client_id == client_id and (symbol is None or o.symbol == symbol)]
+        matches = [
+            o for o in self.orders.values() if o.client_id == client_id and (symbol is None or o.symbol == symbol)
+        ]
         open_ones = [o for o in matches if o.is_open]
-        return (open_ones or matches or [None])[-1]
+        candidates = open_ones or matches
+        return candidates[-1] if candidates else None
 
     def isolated_total(self) -> Decimal:
         return sum((p.isolated_wallet for p in self.positions.values()), ZERO)

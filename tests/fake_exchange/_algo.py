@@ -44,7 +44,11 @@ class AlgoService:
         engine.check_against_market(account, request)
         if request.close_position:
             engine.check_single_close_position(
-                ((a.symbol, a.side, a.order_type) for a in account.open_algo_orders(request.symbol) if a.close_position),
+                (
+                    (a.symbol, a.side, a.order_type)
+                    for a in account.open_algo_orders(request.symbol)
+                    if a.close_position
+                ),
                 request,
             )
         now = engine.server_ms()
@@ -75,7 +79,8 @@ class AlgoService:
             found = account.algo_orders.get(algo_id)
         else:
             matches = [a for a in account.algo_orders.values() if a.client_algo_id == client_algo_id]
-            found = ([a for a in matches if a.is_open] or matches or [None])[-1]
+            candidates = [a for a in matches if a.is_open] or matches
+            found = candidates[-1] if candidates else None
         if found is None:
             raise VenueError(-2013)
         return found

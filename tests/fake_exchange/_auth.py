@@ -75,7 +75,12 @@ def typed_message(msg: str, chain_id: int) -> dict[str, object]:
             "Message": [{"name": "msg", "type": "string"}],
         },
         "primaryType": "Message",
-        "domain": {"name": "AsterSignTransaction", "version": "1", "chainId": chain_id, "verifyingContract": _ZERO_ADDRESS},
+        "domain": {
+            "name": "AsterSignTransaction",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": _ZERO_ADDRESS,
+        },
         "message": {"msg": msg},
     }
 

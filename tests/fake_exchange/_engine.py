@@ -165,7 +165,9 @@ class Engine:
                 raise VenueError(-4024)
         if request.type == "MARKET" and mark:
             best = self.best_price(request.symbol, request.side)
-            if best is not None and not (mark * Decimal(spec.multiplier_down) <= best <= mark * Decimal(spec.multiplier_up)):
+            if best is not None and not (
+                mark * Decimal(spec.multiplier_down) <= best <= mark * Decimal(spec.multiplier_up)
+            ):
                 raise VenueError(-4131)
         if request.reduce_only and not self.reducible(account, request.symbol, request.side):
             raise VenueError(-2022)
@@ -179,7 +181,9 @@ class Engine:
         reference = reference or self.best_price(request.symbol, request.side) or mark
         min_reference = request.price or (request.stop_price if conditional else mark)
         if request.quantity * min_reference < Decimal(spec.min_notional):
-            raise VenueError(-4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only)")
+            raise VenueError(
+                -4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only)"
+            )
         if not conditional:
             self.check_margin(account, request.symbol, request.side, request.quantity, reference)
 
@@ -210,7 +214,10 @@ class Engine:
             return
         if request.time_in_force == "GTX" and self._crosses(request.symbol, request.side, request.price):
             raise VenueError(-5022)
-        if request.time_in_force == "FOK" and self._fillable(request.symbol, request.side, request.price) < request.quantity:
+        if (
+            request.time_in_force == "FOK"
+            and self._fillable(request.symbol, request.side, request.price) < request.quantity
+        ):
             raise VenueError(-5021)
 
     # -- working orders -----------------------------------------------------------------------
@@ -242,7 +249,9 @@ class Engine:
     def _fillable(self, symbol: str, side: str, limit: Decimal) -> Decimal:
         m = self.market(symbol)
         levels = m.asks if side == "BUY" else m.bids
-        return sum((Decimal(q) for p, q in levels if (Decimal(p) <= limit if side == "BUY" else Decimal(p) >= limit)), ZERO)
+        return sum(
+            (Decimal(q) for p, q in levels if (Decimal(p) <= limit if side == "BUY" else Decimal(p) >= limit)), ZERO
+        )
 
     def _take(self, account: Account, order: Order, limit: Decimal | None) -> None:
         """Fill ``order`` as taker against the book (up to ``limit``), consuming liquidity."""
@@ -253,7 +262,9 @@ class Engine:
         trades = [self._fill(account, order, price, qty, maker=False) for price, qty in fills]
         self.after_fills(account, order.symbol, trades)
 
-    def _consume(self, symbol: str, side: str, quantity: Decimal, limit: Decimal | None) -> list[tuple[Decimal, Decimal]]:
+    def _consume(
+        self, symbol: str, side: str, quantity: Decimal, limit: Decimal | None
+    ) -> list[tuple[Decimal, Decimal]]:
         """Take up to ``quantity`` from the side a ``side`` taker hits: (price, qty) per level."""
         m = self.market(symbol)
         levels = m.asks if side == "BUY" else m.bids
@@ -330,7 +341,9 @@ class Engine:
         position.realized += realized
         position.update_ms = account.update_ms = now
         account.wallet += realized - fee
-        trade = Trade(next(self._trade_ids), order.order_id, order.symbol, order.side, price, qty, fee, realized, maker, now)
+        trade = Trade(
+            next(self._trade_ids), order.order_id, order.symbol, order.side, price, qty, fee, realized, maker, now
+        )
         account.trades.append(trade)
         if realized:
             self.add_income(account, order.symbol, "REALIZED_PNL", realized, trade.trade_id)
@@ -353,7 +366,9 @@ class Engine:
         self.after_fills(account, order.symbol, [trade])
         return trade
 
-    def add_income(self, account: Account, symbol: str, kind: str, amount: Decimal, trade_id: int | None = None) -> Income:
+    def add_income(
+        self, account: Account, symbol: str, kind: str, amount: Decimal, trade_id: int | None = None
+    ) -> Income:
         entry = Income(next(self._tran_ids), symbol, kind, amount, self.server_ms(), trade_id)
         account.income.append(entry)
         return entry
@@ -384,7 +399,9 @@ class Engine:
             position = account.position(symbol)
             upnl = margin.unrealized(position, self.mark(symbol))
             entries.append(payloads.position_event_entry(account, position, self.spec(symbol), self.flavour, upnl))
-        event = payloads.account_update_event(account, reason, entries, at_ms=self.server_ms(), balance_change=balance_change)
+        event = payloads.account_update_event(
+            account, reason, entries, at_ms=self.server_ms(), balance_change=balance_change
+        )
         self.emit(account, event)
 
     # -- ending orders ------------------------------------------------------------------------
@@ -418,7 +435,9 @@ class Engine:
 
     def emit_order_event(self, account: Account, order: Order, execution: str, trade: Trade | None = None) -> None:
         spec = self.spec(order.symbol)
-        event = payloads.order_event(account, order, spec, self.flavour, execution=execution, at_ms=self.server_ms(), trade=trade)
+        event = payloads.order_event(
+            account, order, spec, self.flavour, execution=execution, at_ms=self.server_ms(), trade=trade
+        )
         self.emit(account, event)
 
     # -- triggers -----------------------------------------------------------------------------

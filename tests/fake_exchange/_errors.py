@@ -84,7 +84,9 @@ class VenueError(Exception):
 
     def __init__(self, code: int, msg: str | None = None, *, status: int | None = None) -> None:
         self.code = code
-        self.msg = msg if msg is not None else MESSAGES.get(code, "An unknown error occured while processing the request.")
+        self.msg = (
+            msg if msg is not None else MESSAGES.get(code, "An unknown error occured while processing the request.")
+        )
         self.status = status if status is not None else http_status_of(code)
         super().__init__(f"{self.code}: {self.msg}")
 

@@ -45,7 +45,15 @@ from ._public import PublicRoutes, error, public_weight
 from ._trading import TradingSide, route_table
 from ._trading_api import TradingFacade
 
-__all__ = ["EPOCH_BASE", "MALFORMED_FRAMES", "FakeExchange", "RequestRecord", "WsCommand", "WsSession", "open_fake_exchange"]
+__all__ = [
+    "EPOCH_BASE",
+    "MALFORMED_FRAMES",
+    "FakeExchange",
+    "RequestRecord",
+    "WsCommand",
+    "WsSession",
+    "open_fake_exchange",
+]
 
 log = logging.getLogger("tests.fake_exchange")
 
@@ -368,7 +376,15 @@ class FakeExchange(PublicRoutes, MarketWebsockets, TradingFacade):
         headers = [*response.headers, ("x-mbx-used-weight-1m", str(self._weight_used))]
         return HttpResponse(response.status, response.body, headers, response.content_type)
 
-    def _record(self, request: HttpRequest, status: int, *, websocket: bool = False, code: int | None = None, fault: str | None = None) -> None:
+    def _record(
+        self,
+        request: HttpRequest,
+        status: int,
+        *,
+        websocket: bool = False,
+        code: int | None = None,
+        fault: str | None = None,
+    ) -> None:
         self.requests.append(
             RequestRecord(
                 method=request.method,

@@ -68,7 +68,9 @@ class WriteFault:
             return VenueError(kind, self.msg, status=self.status).response()
         retry = [("retry-after", f"{self.retry_after if self.retry_after is not None else 1:g}")]
         if kind == "503":
-            return VenueError(-1000, self.msg or "Unknown error, please check your request or try again later.", status=503).response()
+            return VenueError(
+                -1000, self.msg or "Unknown error, please check your request or try again later.", status=503
+            ).response()
         if kind == "unavailable":
             return VenueError(-1001, self.msg or "Service Unavailable.", status=503).response()
         if kind == "5xx":
@@ -79,7 +81,10 @@ class WriteFault:
         if kind == "418":
             seconds = self.retry_after if self.retry_after is not None else 1
             until = now_ms + math.ceil(seconds * 1000)
-            text = f"Way too many requests; IP(127.0.0.1) banned until {until}. Please use the websocket for live updates to avoid bans."
+            text = (
+                f"Way too many requests; IP(127.0.0.1) banned until {until}. "
+                "Please use the websocket for live updates to avoid bans."
+            )
             return VenueError(-1003, self.msg or text, status=418).response(retry)
         raise ValueError(f"unknown fault kind {kind!r}")
 

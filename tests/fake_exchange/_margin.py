@@ -46,7 +46,9 @@ def maint_margin(spec: SymbolSpec, position: Position, mark: Decimal) -> Decimal
     return max(ZERO, notional * mmr - cum)
 
 
-def liquidation_price(spec: SymbolSpec, position: Position, mark: Decimal, isolated: bool, cross_wallet: Decimal) -> Decimal:
+def liquidation_price(
+    spec: SymbolSpec, position: Position, mark: Decimal, isolated: bool, cross_wallet: Decimal
+) -> Decimal:
     """The mark at which the position is liquidated; 0 when it cannot be (or no position)."""
     if not position.amount:
         return ZERO
@@ -84,7 +86,11 @@ def open_order_margin(account: Account, symbol: str | None = None) -> Decimal:
 
 def available_balance(account: Account) -> Decimal:
     cross_positions = sum(
-        (position_margin(account, p) for p in account.positions.values() if account.config(p.symbol).margin_type == "CROSSED"),
+        (
+            position_margin(account, p)
+            for p in account.positions.values()
+            if account.config(p.symbol).margin_type == "CROSSED"
+        ),
         ZERO,
     )
     return account.cross_wallet() - cross_positions - open_order_margin(account)

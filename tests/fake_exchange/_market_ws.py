@@ -30,8 +30,7 @@ MALFORMED_FRAMES: Final[tuple[str, ...]] = (
     '{"stream": "btcusdt@bookTicker", "data": {"e": "bookTicker", "s": "BTCUSDT", "b": "1"',
     '{"stream": "btcusdt@bookTicker", "data": {"e": "bookTicker", "E": 1, "s": "BTCUSDT",'
     ' "b": "not-a-number", "B": "1", "a": "2", "A": "1"}}',
-    '{"stream": "btcusdt@depth20@100ms", "data": {"e": "depthUpdate", "E": 1, "s": "BTCUSDT",'
-    ' "b": [["1"]], "a": []}}',
+    '{"stream": "btcusdt@depth20@100ms", "data": {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "b": [["1"]], "a": []}}',
     '{"stream": "btcusdt@markPrice@1s"}',
 )
 

@@ -199,7 +199,12 @@ def account_update_event(
     at_ms: int,
     balance_change: Decimal = ZERO,
 ) -> dict[str, Any]:
-    balance = {"a": "USDT", "wb": money(account.wallet), "cw": money(account.cross_wallet()), "bc": money(balance_change)}
+    balance = {
+        "a": "USDT",
+        "wb": money(account.wallet),
+        "cw": money(account.cross_wallet()),
+        "bc": money(balance_change),
+    }
     return {"e": "ACCOUNT_UPDATE", "E": 0, "T": at_ms, "a": {"m": reason, "B": [balance], "P": positions}}
 
 
@@ -240,7 +245,13 @@ def algo_body(algo: AlgoOrder, spec: SymbolSpec, view: OrderView, actual: Order 
     )
     if view == "query":
         body.update(
-            {"tpTriggerPrice": "0.000", "tpPrice": "0.000", "slTriggerPrice": "0.000", "slPrice": "0.000", "tpOrderType": ""}
+            {
+                "tpTriggerPrice": "0.000",
+                "tpPrice": "0.000",
+                "slTriggerPrice": "0.000",
+                "slPrice": "0.000",
+                "tpOrderType": "",
+            }
         )
     body.update(
         {
@@ -254,7 +265,9 @@ def algo_body(algo: AlgoOrder, spec: SymbolSpec, view: OrderView, actual: Order 
     )
     if view == "new":
         body.update({"activatePrice": "", "callbackRate": ""})
-    body.update({"createTime": algo.create_ms, "updateTime": algo.update_ms, "triggerTime": algo.trigger_ms, "goodTillDate": 0})
+    body.update(
+        {"createTime": algo.create_ms, "updateTime": algo.update_ms, "triggerTime": algo.trigger_ms, "goodTillDate": 0}
+    )
     return body
 
 
@@ -301,7 +314,12 @@ def algo_event(algo: AlgoOrder, spec: SymbolSpec, actual: Order | None, at_ms: i
 
 
 def trigger_reject_event(algo: AlgoOrder, reason: str, at_ms: int) -> dict[str, Any]:
-    return {"e": "CONDITIONAL_ORDER_TRIGGER_REJECT", "E": 0, "T": at_ms, "or": {"s": algo.symbol, "i": algo.algo_id, "r": reason}}
+    return {
+        "e": "CONDITIONAL_ORDER_TRIGGER_REJECT",
+        "E": 0,
+        "T": at_ms,
+        "or": {"s": algo.symbol, "i": algo.algo_id, "r": reason},
+    }
 
 
 def trade_body(trade: Trade, spec: SymbolSpec) -> dict[str, Any]:
@@ -338,7 +356,11 @@ def income_body(entry: Income, flavour: Flavour) -> dict[str, Any]:
 
 
 def commission_body(account: Account, symbol: str, flavour: Flavour) -> dict[str, Any]:
-    body = {"symbol": symbol, "makerCommissionRate": wire(account.maker_rate), "takerCommissionRate": wire(account.taker_rate)}
+    body = {
+        "symbol": symbol,
+        "makerCommissionRate": wire(account.maker_rate),
+        "takerCommissionRate": wire(account.taker_rate),
+    }
     if flavour == "binance":
         body["rpiCommissionRate"] = "0.00005"
     return body

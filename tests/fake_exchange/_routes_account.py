@@ -85,7 +85,14 @@ def position_body(call: Call, position: Position, view: PositionView) -> dict[st
     )
     if view == "binance_v2":
         body.update({"notional": money(f["notional"]), "isolatedWallet": money(position.isolated_wallet)})
-    body.update({"symbol": position.symbol, "unRealizedProfit": money(f["upnl"]), "positionSide": "BOTH", "updateTime": position.update_ms})
+    body.update(
+        {
+            "symbol": position.symbol,
+            "unRealizedProfit": money(f["upnl"]),
+            "positionSide": "BOTH",
+            "updateTime": position.update_ms,
+        }
+    )
     return body
 
 
@@ -109,7 +116,11 @@ def _totals(call: Call) -> dict[str, Decimal]:
     account = call.account
     figures = [_position_figures(call, p) for p in account.positions.values() if p.amount]
     cross_upnl = sum(
-        (margin.unrealized(p, call.engine.mark(s)) for s, p in account.positions.items() if account.config(s).margin_type == "CROSSED"),
+        (
+            margin.unrealized(p, call.engine.mark(s))
+            for s, p in account.positions.items()
+            if account.config(s).margin_type == "CROSSED"
+        ),
         ZERO,
     )
     upnl = sum((f["upnl"] for f in figures), ZERO)
@@ -163,7 +174,7 @@ def account_info(call: Call) -> Any:
         "availableBalance": money(t["available"]),
         "maxWithdrawAmount": money(max(ZERO, t["available"])),
     }
-    asset = {
+    asset: dict[str, Any] = {
         "asset": "USDT",
         "walletBalance": money(t["wallet"]),
         "unrealizedProfit": money(t["upnl"]),
@@ -288,7 +299,9 @@ def income(call: Call) -> Any:
     entries = [
         e
         for e in call.account.income
-        if (symbol is None or e.symbol == symbol) and (kind is None or e.income_type == kind) and start <= e.time_ms <= end
+        if (symbol is None or e.symbol == symbol)
+        and (kind is None or e.income_type == kind)
+        and start <= e.time_ms <= end
     ]
     return [payloads.income_body(e, call.flavour) for e in entries[:limit]]
 

@@ -61,7 +61,9 @@ def all_orders(call: Call) -> Any:
     orders = [
         o
         for o in sorted(call.account.orders.values(), key=lambda o: o.order_id)
-        if o.symbol == symbol and (from_id is None or o.order_id >= from_id) and (from_id is not None or start <= o.time_ms <= end)
+        if o.symbol == symbol
+        and (from_id is None or o.order_id >= from_id)
+        and (from_id is not None or start <= o.time_ms <= end)
     ]
     return [payloads.order_body(o, call.venue.spec(o.symbol), call.flavour, "query") for o in orders[-limit:]]
 
@@ -86,7 +88,11 @@ def countdown_cancel_all(call: Call) -> Any:
     if countdown <= 0:
         timers.cancel(key)
     else:
-        timers.schedule(key, engine.server_ms() + countdown, lambda: engine.cancel_all(account, symbol))
+
+        def cancel_everything() -> None:
+            engine.cancel_all(account, symbol)
+
+        timers.schedule(key, engine.server_ms() + countdown, cancel_everything)
     return {"symbol": symbol, "countdownTime": str(countdown)}
 
 
@@ -144,7 +150,10 @@ def all_algo_orders(call: Call) -> Any:
     limit = call.limit(500, 1000)
     service = _algos(call)
     algos = [a for a in sorted(call.account.algo_orders.values(), key=lambda a: a.algo_id) if a.symbol == symbol]
-    return [payloads.algo_body(a, call.venue.spec(a.symbol), "query", service.actual(call.account, a)) for a in algos[-limit:]]
+    return [
+        payloads.algo_body(a, call.venue.spec(a.symbol), "query", service.actual(call.account, a))
+        for a in algos[-limit:]
+    ]
 
 
 def cancel_all_algo_orders(call: Call) -> Any:

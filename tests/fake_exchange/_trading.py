@@ -101,7 +101,10 @@ def route_table(flavour: Flavour) -> list[tuple[str, Endpoint, Api]]:
         ("/fapi/v1/algoOrder", Endpoint("POST", "algoOrder", orders.new_algo_order, weight=0, counts_order=True)),
         ("/fapi/v1/algoOrder", Endpoint("GET", "algoOrder", orders.query_algo_order)),
         ("/fapi/v1/algoOrder", Endpoint("DELETE", "algoOrder", orders.cancel_algo_order)),
-        ("/fapi/v1/openAlgoOrders", Endpoint("GET", "openAlgoOrders", orders.open_algo_orders, weight=_with_symbol(1, 40))),
+        (
+            "/fapi/v1/openAlgoOrders",
+            Endpoint("GET", "openAlgoOrders", orders.open_algo_orders, weight=_with_symbol(1, 40)),
+        ),
         ("/fapi/v1/algoOpenOrders", Endpoint("DELETE", "algoOpenOrders", orders.cancel_all_algo_orders)),
         ("/fapi/v1/allAlgoOrders", Endpoint("GET", "allAlgoOrders", orders.all_algo_orders, weight=5)),
     ]

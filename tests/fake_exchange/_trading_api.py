@@ -153,7 +153,12 @@ class TradingFacade:
         return scripting.close_externally(self._trading.engine, self.account(account), symbol)
 
     def cancel_as_venue(
-        self, account: AccountRef, *, client_id: str | None = None, order_id: int | None = None, algo_id: int | None = None
+        self,
+        account: AccountRef,
+        *,
+        client_id: str | None = None,
+        order_id: int | None = None,
+        algo_id: int | None = None,
     ) -> Order | AlgoOrder:
         """The venue (or the app) cancels an open order or algo order."""
         acct = self.account(account)
@@ -173,7 +178,9 @@ class TradingFacade:
 
     def pay_funding(self, account: AccountRef, symbol: str, rate: Decimal | str | None = None) -> Decimal:
         """Settle funding on the position of ``symbol``; returns what the account received."""
-        return scripting.pay_funding(self._trading.engine, self.account(account), symbol, None if rate is None else _decimal(rate))
+        return scripting.pay_funding(
+            self._trading.engine, self.account(account), symbol, None if rate is None else _decimal(rate)
+        )
 
     def set_balance(self, account: AccountRef, wallet: Decimal | str | int) -> None:
         """Transfer so that the account's wallet balance becomes ``wallet``."""

@@ -14,6 +14,7 @@ fine for a test double, which must never drop or block on an event.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -131,7 +132,12 @@ class UserStreams:
 
     def active_key(self, key: str) -> Account | None:
         account = self.keys.get(key)
-        if account is None or account.listen_key is None or account.listen_key.key != key or not account.listen_key.active:
+        if (
+            account is None
+            or account.listen_key is None
+            or account.listen_key.key != key
+            or not account.listen_key.active
+        ):
             return None
         return account
 
@@ -149,10 +155,8 @@ class UserStreams:
         if current is not None and current.active:
             text = _encode(event).decode()
             for session in self.sessions_of(current.key):
-                try:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     session.send.send_nowait(text)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
         self.notify()
 
     def drop_all(self) -> int:
@@ -208,7 +212,7 @@ class UserStreams:
                         await session.send_bytes(ws.send(event.response()))
                     return
             data = await session.stream.receive_some(65_536)
-            ws.receive_data(data or None)
+            ws.receive_data(bytes(data) if data else None)
             if not data:
                 for _event in ws.events():
                     pass

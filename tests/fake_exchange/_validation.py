@@ -25,7 +25,15 @@ from ._market import Flavour, SymbolSpec
 Endpoint = Literal["order", "algo"]
 
 _CLIENT_ID: Final = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-ORDER_TYPES: Final = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+ORDER_TYPES: Final = (
+    "LIMIT",
+    "MARKET",
+    "STOP",
+    "STOP_MARKET",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_MARKET",
+    "TRAILING_STOP_MARKET",
+)
 _LIMIT_LIKE: Final = frozenset({"LIMIT", "STOP", "TAKE_PROFIT"})
 _WITH_STOP: Final = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"})
 
@@ -107,8 +115,10 @@ def check_quantity(quantity: Decimal, spec: SymbolSpec, *, market: bool) -> None
         raise VenueError(-4005)
 
 
-def parse_order(params: dict[str, str], specs: dict[str, SymbolSpec], flavour: Flavour, endpoint: Endpoint) -> OrderRequest:
-    """Static checks of a new (or new algo) order; raises :class:`VenueError` on the first failure."""
+def _identity(
+    params: dict[str, str], specs: dict[str, SymbolSpec], flavour: Flavour, endpoint: Endpoint
+) -> tuple[SymbolSpec, str, str]:
+    """Symbol, side and type, and whether this endpoint takes that type: (spec, side, type)."""
     symbol = params.get("symbol", "")
     if not symbol:
         raise missing("symbol")
@@ -130,43 +140,42 @@ def parse_order(params: dict[str, str], specs: dict[str, SymbolSpec], flavour: F
             raise invalid("algoType") if params.get("algoType") else missing("algoType")
         if order_type not in _WITH_STOP:
             raise VenueError(-1116)  # the fake does not model trailing stops
-    elif order_type == "TRAILING_STOP_MARKET" or (flavour == "binance" and order_type in _WITH_STOP):
-        # Binance moved conditional types to the Algo Order API on 2025-12-09; the fake does not
-        # model trailing stops on Aster either
-        raise VenueError(-4120) if flavour == "binance" else VenueError(-1116)
+    elif flavour == "binance" and (order_type in _WITH_STOP or order_type == "TRAILING_STOP_MARKET"):
+        raise VenueError(-4120)  # Binance moved conditional types to the Algo Order API on 2025-12-09
+    elif order_type == "TRAILING_STOP_MARKET":
+        raise VenueError(-1116)  # the fake does not model trailing stops
     if params.get("positionSide", "BOTH") != "BOTH":
         raise VenueError(-4061)
+    return spec, side, order_type
 
+
+def _mandatory(params: dict[str, str], order_type: str, stop_name: str, flavour: Flavour) -> None:
+    """Parameters each type requires or refuses (closePosition, quantity, price, stop, timeInForce)."""
     close_position = parse_flag(params, "closePosition")
-    reduce_only = parse_flag(params, "reduceOnly")
-    quantity = parse_decimal(params, "quantity")
-    price = parse_decimal(params, "price")
-    stop_name = "triggerPrice" if endpoint == "algo" else "stopPrice"
-    stop_price = parse_decimal(params, stop_name)
-    time_in_force = params.get("timeInForce", "GTC" if order_type != "MARKET" else "")
-    allowed_tifs = ("GTC", "IOC", "FOK", "GTX") + (("HIDDEN",) if flavour == "aster" else ())
-
     if close_position:
         if order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
             raise invalid("closePosition")
-        if quantity is not None:
+        if parse_decimal(params, "quantity") is not None:
             raise VenueError(-4137)
-        if reduce_only:
+        if parse_flag(params, "reduceOnly"):
             raise not_required("reduceOnly")
-    elif quantity is None:
+    elif parse_decimal(params, "quantity") is None:
         raise missing("quantity")
     if order_type in _LIMIT_LIKE:
-        if price is None:
+        if parse_decimal(params, "price") is None:
             raise missing("price")
         if order_type == "LIMIT" and "timeInForce" not in params:
             raise missing("timeInForce")
-    if order_type in _WITH_STOP and stop_price is None:
+    if order_type in _WITH_STOP and parse_decimal(params, stop_name) is None:
         raise missing(stop_name)
-    if time_in_force and time_in_force not in allowed_tifs:
+    allowed = ("GTC", "IOC", "FOK", "GTX") + (("HIDDEN",) if flavour == "aster" else ())
+    if params.get("timeInForce", "GTC") not in allowed:
         raise VenueError(-1115)
 
-    client_key = "clientAlgoId" if endpoint == "algo" else "newClientOrderId"
-    client_id = params.get(client_key)
+
+def _options(params: dict[str, str], endpoint: Endpoint) -> tuple[str | None, str, str]:
+    """Client id (pattern -4015), working type (-4031), response type (-1136)."""
+    client_id = params.get("clientAlgoId" if endpoint == "algo" else "newClientOrderId")
     if client_id is not None and not valid_client_id(client_id):
         raise VenueError(-4015)
     working_type = params.get("workingType", "CONTRACT_PRICE")
@@ -175,26 +184,41 @@ def parse_order(params: dict[str, str], specs: dict[str, SymbolSpec], flavour: F
     response_type = params.get("newOrderRespType", "ACK")
     if response_type not in ("ACK", "RESULT"):
         raise VenueError(-1136)
+    return client_id, working_type, response_type
 
+
+def parse_order(
+    params: dict[str, str], specs: dict[str, SymbolSpec], flavour: Flavour, endpoint: Endpoint
+) -> OrderRequest:
+    """Static checks of a new (or new algo) order; raises :class:`VenueError` on the first failure."""
+    spec, side, order_type = _identity(params, specs, flavour, endpoint)
+    stop_name = "triggerPrice" if endpoint == "algo" else "stopPrice"
+    _mandatory(params, order_type, stop_name, flavour)
+    client_id, working_type, response_type = _options(params, endpoint)
+    quantity = parse_decimal(params, "quantity")
+    price = parse_decimal(params, "price") if order_type in _LIMIT_LIKE else None
+    stop_price = parse_decimal(params, stop_name) if order_type in _WITH_STOP else None
     if quantity is not None:
         check_quantity(quantity, spec, market=order_type.endswith("MARKET"))
-    if price is not None and order_type in _LIMIT_LIKE:
+    if price is not None:
         check_price(price, spec)
-    if stop_price is not None and order_type in _WITH_STOP:
+    if stop_price is not None:
         if stop_price <= 0:
             raise VenueError(-4006, "Stop price less than zero.")
         if endpoint == "order":
-            check_price(stop_price, spec)  # Binance's algo service does not enforce the tick on triggerPrice
-
+            check_price(stop_price, spec)  # Binance's algo service does not hold triggerPrice to the tick
+    close_position = parse_flag(params, "closePosition")
+    time_in_force = params.get("timeInForce", "" if order_type == "MARKET" else "GTC") or "GTC"
     return OrderRequest(
-        symbol=symbol,
+        symbol=spec.symbol,
         side=side,  # type: ignore[arg-type]
         type=order_type,
-        time_in_force=("GTE_GTC" if close_position and flavour == "binance" else time_in_force or "GTC"),
+        # closePosition orders are "good till the position exists": Binance shows GTE_GTC
+        time_in_force="GTE_GTC" if close_position and flavour == "binance" else time_in_force,
         quantity=quantity or ZERO,
-        price=price if (price is not None and order_type in _LIMIT_LIKE) else ZERO,
+        price=price or ZERO,
         stop_price=stop_price or ZERO,
-        reduce_only=reduce_only,
+        reduce_only=parse_flag(params, "reduceOnly"),
         close_position=close_position,
         working_type=working_type,
         price_protect=parse_flag(params, "priceProtect"),

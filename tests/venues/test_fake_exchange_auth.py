@@ -22,7 +22,14 @@ from tests.venues.trading_support import (
     open_venue,
 )
 
-BTC_LIMIT = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001", "price": "59000"}
+BTC_LIMIT = {
+    "symbol": "BTCUSDT",
+    "side": "BUY",
+    "type": "LIMIT",
+    "timeInForce": "GTC",
+    "quantity": "0.001",
+    "price": "59000",
+}
 
 
 def test_binance_published_hmac_example() -> None:
@@ -39,7 +46,9 @@ async def test_binance_published_example_is_accepted_at_its_timestamp() -> None:
             fake.clock_offset_ms = 1591702613943 + 100 - fake.server_ms()  # the venue's clock at the example's time
             client = Client(fake, venue.http, "v1", api_key=DOC_API_KEY, secret=DOC_SECRET)
             response = await client.send_raw("POST", "/fapi/v1/order", f"{DOC_QUERY}&signature={DOC_SIGNATURE}")
-            upper_case = await client.send_raw("POST", "/fapi/v1/order", f"{DOC_QUERY}&signature={DOC_SIGNATURE.upper()}")
+            upper_case = await client.send_raw(
+                "POST", "/fapi/v1/order", f"{DOC_QUERY}&signature={DOC_SIGNATURE.upper()}"
+            )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "NEW" and response.json()["price"] == "9000.00"
     assert upper_case.status_code == 200  # "The signature is not case sensitive."
@@ -66,7 +75,10 @@ async def test_hmac_signature_over_query_and_body_concatenated() -> None:
                 headers={"X-MBX-APIKEY": client.api_key, "Content-Type": "application/x-www-form-urlencoded"},
             )
     assert response.status_code == 200, response.text
-    assert (refused.status_code, refused.json()) == (400, {"code": -1022, "msg": "Signature for this request is not valid."})
+    assert (refused.status_code, refused.json()) == (
+        400,
+        {"code": -1022, "msg": "Signature for this request is not valid."},
+    )
     assert fake.requests[0].body["quantity"] == "0.001" and fake.requests[0].api_key
 
 
@@ -75,7 +87,9 @@ async def test_hmac_key_and_signature_errors(flavour: str) -> None:
     with trio.fail_after(TIMEOUT):
         async with open_venue(flavour) as venue:  # type: ignore[arg-type]
             client = venue.client
-            no_key = await venue.http.get("/fapi/v1/openOrders", params={"timestamp": client.now_ms(), "signature": "00"})
+            no_key = await venue.http.get(
+                "/fapi/v1/openOrders", params={"timestamp": client.now_ms(), "signature": "00"}
+            )
             malformed = await venue.http.get("/fapi/v1/openOrders", headers={"X-MBX-APIKEY": "short-key"})
             unknown = Client(venue.fake, venue.http, "v1", api_key="A" * 64, secret="x")
             unknown_key = await unknown.call("GET", "openOrders")
@@ -84,13 +98,18 @@ async def test_hmac_key_and_signature_errors(flavour: str) -> None:
             no_signature = await venue.http.get(
                 "/fapi/v1/openOrders", params={"timestamp": client.now_ms()}, headers={"X-MBX-APIKEY": client.api_key}
             )
-            no_timestamp = await client.send_raw("GET", "/fapi/v1/openOrders", f"signature={hmac_hex(client.secret, '')}")
+            no_timestamp = await client.send_raw(
+                "GET", "/fapi/v1/openOrders", f"signature={hmac_hex(client.secret, '')}"
+            )
             huge_window = await client.call("GET", "openOrders", {"recvWindow": 60001})
             fine = await client.call("GET", "openOrders", {"recvWindow": 60000})
     assert (no_key.status_code, no_key.json()["code"]) == (401, -2014)
     assert (malformed.status_code, malformed.json()) == (401, {"code": -2014, "msg": "API-key format invalid."})
     assert unknown_key.status_code == 401
-    assert unknown_key.json() == {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action, request ip: 127.0.0.1"}
+    assert unknown_key.json() == {
+        "code": -2015,
+        "msg": "Invalid API-key, IP, or permissions for action, request ip: 127.0.0.1",
+    }
     assert (bad_signature.status_code, bad_signature.json()["code"]) == (400, -1022)
     assert (no_signature.status_code, no_signature.json()["code"]) == (400, -1102)
     assert "'signature'" in no_signature.json()["msg"]
@@ -111,7 +130,10 @@ async def test_timestamp_outside_the_window_until_the_client_resyncs() -> None:
             server_time = (await venue.http.get("/fapi/v1/time")).json()["serverTime"]
             client.skew_ms = server_time - client.now_ms()  # resync from GET /fapi/v1/time
             resynced = await client.call("GET", "openOrders")
-    assert (behind.status_code, behind.json()) == (400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
+    assert (behind.status_code, behind.json()) == (
+        400,
+        {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."},
+    )
     assert wide.status_code == 200
     assert ahead.json() == {"code": -1021, "msg": "Timestamp for this request was 1000ms ahead of the server's time."}
     assert resynced.status_code == 200
@@ -139,7 +161,9 @@ async def test_v3_signature_made_with_eth_account_is_accepted() -> None:
             client, fake = venue.client, venue.fake
             placed = await client.ok("POST", "order", BTC_LIMIT)
             queried = await client.ok("GET", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]})
-            in_query = await client.call("DELETE", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]}, in_body=False)
+            in_query = await client.call(
+                "DELETE", "order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]}, in_body=False
+            )
             key = await client.listen_key()
     assert queried["status"] == "NEW" and queried["clientOrderId"] == placed["clientOrderId"]
     assert in_query.status_code == 200 and in_query.json()["status"] == "CANCELED"
@@ -155,7 +179,9 @@ async def test_v3_without_user_like_asters_order_demo() -> None:
             from urllib.parse import urlencode
 
             text = urlencode({**BTC_LIMIT, "nonce": client.now_ms() * 1000, "signer": client.signer})
-            response = await client.send_raw("POST", "/fapi/v3/order", f"{text}&signature={eip712_sign(text, client.private_key)}")
+            response = await client.send_raw(
+                "POST", "/fapi/v3/order", f"{text}&signature={eip712_sign(text, client.private_key)}"
+            )
     assert response.status_code == 200, response.text
 
 
@@ -164,18 +190,32 @@ async def test_v3_refusals() -> None:
         async with open_venue("aster", api="v3") as venue:
             client, fake = venue.client, venue.fake
             stranger = EthAccount.create()
-            forged = Client(fake, venue.http, "v3", user=client.user, signer=client.signer, private_key=bytes(stranger.key))
-            unknown_signer = Client(fake, venue.http, "v3", user=client.user, signer=stranger.address, private_key=bytes(stranger.key))
-            other_user = Client(fake, venue.http, "v3", user=stranger.address, signer=client.signer, private_key=client.private_key)
+            forged = Client(
+                fake, venue.http, "v3", user=client.user, signer=client.signer, private_key=bytes(stranger.key)
+            )
+            unknown_signer = Client(
+                fake, venue.http, "v3", user=client.user, signer=stranger.address, private_key=bytes(stranger.key)
+            )
+            other_user = Client(
+                fake, venue.http, "v3", user=stranger.address, signer=client.signer, private_key=client.private_key
+            )
             testnet_signature = Client(
-                fake, venue.http, "v3", user=client.user, signer=client.signer, private_key=client.private_key, chain_id=714
+                fake,
+                venue.http,
+                "v3",
+                user=client.user,
+                signer=client.signer,
+                private_key=client.private_key,
+                chain_id=714,
             )
             results = {
                 "forged": await forged.call("GET", "openOrders"),
                 "unknown signer": await unknown_signer.call("GET", "openOrders"),
                 "other user": await other_user.call("GET", "openOrders"),
                 "testnet chain": await testnet_signature.call("GET", "openOrders"),
-                "garbage": await client.send_raw("GET", "/fapi/v3/openOrders", f"nonce=1&signer={client.signer}&signature=0xzz"),
+                "garbage": await client.send_raw(
+                    "GET", "/fapi/v3/openOrders", f"nonce=1&signer={client.signer}&signature=0xzz"
+                ),
             }
             fake.chain_id = 714
             on_testnet = await testnet_signature.call("GET", "openOrders")

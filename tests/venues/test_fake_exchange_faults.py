@@ -74,6 +74,7 @@ async def test_failures_that_place_nothing() -> None:
             responses = [await client.call("POST", "order", market(f"f-{i}")) for i in range(4)]
             fine = await client.call("POST", "order", market("f-4"))
     unavailable, bad_gateway, limited, banned = responses
+    assert fine.status_code == 200
     assert (unavailable.status_code, unavailable.json()) == (503, {"code": -1001, "msg": "Service Unavailable."})
     assert (bad_gateway.status_code, bad_gateway.json()["msg"]) == (502, "Request occur unknown error.")
     assert (limited.status_code, limited.headers["retry-after"], limited.json()["code"]) == (429, "2", -1003)
@@ -142,10 +143,17 @@ async def test_order_count_headers_and_limit_per_account() -> None:
             later = await client.call("POST", "order", market("c-4"))
     assert (first.headers["x-mbx-order-count-10s"], first.headers["x-mbx-order-count-1m"]) == ("1", "1")
     assert (second.headers["x-mbx-order-count-10s"], second.headers["x-mbx-order-count-1m"]) == ("2", "2")
-    assert (third.status_code, third.json()) == (429, {"code": -1015, "msg": "Too many new orders; current limit is 2 orders per 10 SECOND."})
+    assert (third.status_code, third.json()) == (
+        429,
+        {"code": -1015, "msg": "Too many new orders; current limit is 2 orders per 10 SECOND."},
+    )
     assert "retry-after" not in third.headers
     assert other_ok.status_code == 200 and other_ok.headers["x-mbx-order-count-10s"] == "1"
-    assert (later.status_code, later.headers["x-mbx-order-count-10s"], later.headers["x-mbx-order-count-1m"]) == (200, "1", "3")
+    assert (later.status_code, later.headers["x-mbx-order-count-10s"], later.headers["x-mbx-order-count-1m"]) == (
+        200,
+        "1",
+        "3",
+    )
     assert placed(venue, "c-3") == 0
 
 
@@ -167,7 +175,20 @@ async def test_aster_counts_orders_per_minute_only() -> None:
         ("binance", "GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"}, 1),
         ("aster", "GET", "/fapi/v1/income", {}, 30),
         ("binance", "GET", "/fapi/v1/commissionRate", {"symbol": "BTCUSDT"}, 20),
-        ("binance", "POST", "/fapi/v1/algoOrder", {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "type": "STOP_MARKET", "triggerPrice": "70000", "quantity": "0.001"}, 0),
+        (
+            "binance",
+            "POST",
+            "/fapi/v1/algoOrder",
+            {
+                "algoType": "CONDITIONAL",
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "type": "STOP_MARKET",
+                "triggerPrice": "70000",
+                "quantity": "0.001",
+            },
+            0,
+        ),
     ],
 )
 async def test_request_weights(flavour: str, method: str, path: str, params: dict[str, Any], weight: int) -> None:

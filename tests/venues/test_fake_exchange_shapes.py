@@ -30,7 +30,14 @@ def reference(name: str) -> Any:
     return payload["data"] if isinstance(payload, dict) and "stream" in payload else payload
 
 
-def shape_problems(actual: Any, expected: Any, where: str = "$", *, optional: frozenset[str] = frozenset(), extra: frozenset[str] = frozenset()) -> list[str]:
+def shape_problems(
+    actual: Any,
+    expected: Any,
+    where: str = "$",
+    *,
+    optional: frozenset[str] = frozenset(),
+    extra: frozenset[str] = frozenset(),
+) -> list[str]:
     """Differences of keys and JSON types between ``actual`` and the official ``expected``."""
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
@@ -47,12 +54,16 @@ def shape_problems(actual: Any, expected: Any, where: str = "$", *, optional: fr
             return shape_problems(actual[0], expected[0], f"{where}[0]", optional=optional, extra=extra)
         return []
     if type(actual) is not type(expected):
-        return [f"{where}: {type(actual).__name__} {actual!r} where the venue sends {type(expected).__name__} {expected!r}"]
+        return [
+            f"{where}: {type(actual).__name__} {actual!r} where the venue sends {type(expected).__name__} {expected!r}"
+        ]
     return []
 
 
-def check(actual: Any, name: str, **allowances: frozenset[str]) -> None:
-    problems = shape_problems(actual, reference(name), **allowances)
+def check(
+    actual: Any, name: str, *, optional: frozenset[str] = frozenset(), extra: frozenset[str] = frozenset()
+) -> None:
+    problems = shape_problems(actual, reference(name), optional=optional, extra=extra)
     assert not problems, f"{name}: " + "; ".join(problems)
 
 
@@ -63,22 +74,39 @@ async def scenario(flavour: str) -> AsyncIterator[tuple[Venue, dict[str, Any], l
     async with open_venue(flavour) as venue, user_stream(venue) as stream:  # type: ignore[arg-type]
         client, fake = venue.client, venue.fake
         fake.set_book("BTCUSDT", bids=[("59999.9", "1")], asks=[("60000.1", "1")])
-        answers["order_new"] = await client.ok("POST", "order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"})
-        rest = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001", "price": "59000"}
+        answers["order_new"] = await client.ok(
+            "POST", "order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}
+        )
+        rest = {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.001",
+            "price": "59000",
+        }
         resting = await client.ok("POST", "order", rest)
         answers["order_query"] = await client.ok("GET", "order", {"symbol": "BTCUSDT", "orderId": resting["orderId"]})
         answers["openOrders"] = await client.ok("GET", "openOrders")
-        answers["openOrder_query"] = await client.ok("GET", "openOrder", {"symbol": "BTCUSDT", "orderId": resting["orderId"]})
+        answers["openOrder_query"] = await client.ok(
+            "GET", "openOrder", {"symbol": "BTCUSDT", "orderId": resting["orderId"]}
+        )
         answers["allOrders"] = await client.ok("GET", "allOrders", {"symbol": "BTCUSDT"})
-        answers["order_cancel"] = await client.ok("DELETE", "order", {"symbol": "BTCUSDT", "orderId": resting["orderId"]})
+        answers["order_cancel"] = await client.ok(
+            "DELETE", "order", {"symbol": "BTCUSDT", "orderId": resting["orderId"]}
+        )
         answers["leverage_change"] = await client.ok("POST", "leverage", {"symbol": "ETHUSDT", "leverage": 21})
-        answers["marginType_change"] = await client.ok("POST", "marginType", {"symbol": "ETHUSDT", "marginType": "CROSSED"})
+        answers["marginType_change"] = await client.ok(
+            "POST", "marginType", {"symbol": "ETHUSDT", "marginType": "CROSSED"}
+        )
         answers["positionSide_dual_get"] = await client.ok("GET", "positionSide/dual")
         answers["commissionRate"] = await client.ok("GET", "commissionRate", {"symbol": "BTCUSDT"})
         answers["userTrades"] = await client.ok("GET", "userTrades", {"symbol": "BTCUSDT"})
         fake.pay_funding(venue.account, "BTCUSDT")
         answers["income"] = await client.ok("GET", "income")
-        answers["countdownCancelAll"] = await client.ok("POST", "countdownCancelAll", {"symbol": "BTCUSDT", "countdownTime": 100000})
+        answers["countdownCancelAll"] = await client.ok(
+            "POST", "countdownCancelAll", {"symbol": "BTCUSDT", "countdownTime": 100000}
+        )
         answers["allOpenOrders_cancel"] = await client.ok("DELETE", "allOpenOrders", {"symbol": "BTCUSDT"})
         answers["listenKey_start"] = {"listenKey": stream.key}
         yield venue, answers, stream.received
@@ -118,23 +146,48 @@ async def test_aster_v3_answers_like_v1() -> None:
 
 async def test_binance_shapes() -> None:
     with trio.fail_after(TIMEOUT):
-        async with scenario("binance") as (venue, answers, events):
+        async with scenario("binance") as (venue, answers, _events):
             client, fake = venue.client, venue.fake
             answers["positionRisk_v2_oneway"] = await client.ok("GET", "/fapi/v2/positionRisk")
             answers["positionRisk_v3_oneway"] = await client.ok("GET", "/fapi/v3/positionRisk")
             answers["balance_v2"] = await client.ok("GET", "/fapi/v2/balance")
             answers["balance_v3"] = await client.ok("GET", "/fapi/v3/balance")
             answers["account_v3"] = await client.ok("GET", "/fapi/v3/account")
-            stop = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "triggerPrice": "59000", "closePosition": "true", "workingType": "MARK_PRICE"}
+            stop = {
+                "algoType": "CONDITIONAL",
+                "symbol": "BTCUSDT",
+                "side": "SELL",
+                "type": "STOP_MARKET",
+                "triggerPrice": "59000",
+                "closePosition": "true",
+                "workingType": "MARK_PRICE",
+            }
             answers["algoOrder_new"] = await client.ok("POST", "algoOrder", stop)
             answers["openAlgoOrders"] = await client.ok("GET", "openAlgoOrders")
-            answers["algoOrder_query"] = await client.ok("GET", "algoOrder", {"algoId": answers["algoOrder_new"]["algoId"]})
-            answers["algoOrder_cancel"] = await client.ok("DELETE", "algoOrder", {"algoId": answers["algoOrder_new"]["algoId"]})
+            answers["algoOrder_query"] = await client.ok(
+                "GET", "algoOrder", {"algoId": answers["algoOrder_new"]["algoId"]}
+            )
+            answers["algoOrder_cancel"] = await client.ok(
+                "DELETE", "algoOrder", {"algoId": answers["algoOrder_new"]["algoId"]}
+            )
             await client.ok("POST", "algoOrder", {**stop, "clientAlgoId": "sl"})
             fake.set_mark("BTCUSDT", "58000")
-            await fake.wait_until(lambda: any(e.get("o", {}).get("X") == "FINISHED" for e in fake.user_events(venue.account)))
-            await client.ok("POST", "order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.01"})
-            ro = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "type": "STOP_MARKET", "triggerPrice": "59000", "quantity": "0.01", "reduceOnly": "true", "workingType": "MARK_PRICE"}
+            await fake.wait_until(
+                lambda: any(e.get("o", {}).get("X") == "FINISHED" for e in fake.user_events(venue.account))
+            )
+            await client.ok(
+                "POST", "order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.01"}
+            )
+            ro = {
+                "algoType": "CONDITIONAL",
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "type": "STOP_MARKET",
+                "triggerPrice": "59000",
+                "quantity": "0.01",
+                "reduceOnly": "true",
+                "workingType": "MARK_PRICE",
+            }
             await client.ok("POST", "algoOrder", ro)
             fake.close_externally(venue.account, "BTCUSDT")
             fake.set_mark("BTCUSDT", "59500")
@@ -174,8 +227,9 @@ COMMON_REST = (
 ASTER_REST = (*COMMON_REST, "positionRisk_oneway", "balance", "account")
 BINANCE_REST = (
     "order_new", "order_query", "openOrders", "order_cancel", "leverage_change", "marginType_change",
-    "commissionRate", "userTrades", "income", "allOpenOrders_cancel", "listenKey_start", "positionRisk_v2_oneway", "positionRisk_v3_oneway", "balance_v2", "balance_v3", "account_v3",
-    "algoOrder_new", "openAlgoOrders", "algoOrder_query", "algoOrder_cancel",
+    "commissionRate", "userTrades", "income", "allOpenOrders_cancel", "listenKey_start", "positionRisk_v2_oneway",
+    "positionRisk_v3_oneway", "balance_v2", "balance_v3", "account_v3", "algoOrder_new", "openAlgoOrders",
+    "algoOrder_query", "algoOrder_cancel",
 )  # fmt: skip
 
 

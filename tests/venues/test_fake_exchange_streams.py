@@ -6,6 +6,7 @@ Each test waits for the events it needs (bounded by ``trio.fail_after``); the pa
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +21,27 @@ LONG = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"
 
 def stop(kind: str, side: str, price: str, *, working: str = "MARK_PRICE", **extra: Any) -> dict[str, Any]:
     """An Aster classic conditional order closing the position."""
-    return {"symbol": "BTCUSDT", "side": side, "type": kind, "stopPrice": price, "closePosition": "true", "workingType": working, **extra}
+    return {
+        "symbol": "BTCUSDT",
+        "side": side,
+        "type": kind,
+        "stopPrice": price,
+        "closePosition": "true",
+        "workingType": working,
+        **extra,
+    }
 
 
 def algo(kind: str, side: str, price: str, **extra: Any) -> dict[str, Any]:
     """A Binance conditional algo order (closePosition unless a quantity is given)."""
-    base = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": side, "type": kind, "triggerPrice": price, "workingType": "MARK_PRICE"}
+    base = {
+        "algoType": "CONDITIONAL",
+        "symbol": "BTCUSDT",
+        "side": side,
+        "type": kind,
+        "triggerPrice": price,
+        "workingType": "MARK_PRICE",
+    }
     if "quantity" not in extra:
         base["closePosition"] = "true"
     return {**base, **extra}
@@ -33,7 +49,7 @@ def algo(kind: str, side: str, price: str, **extra: Any) -> dict[str, Any]:
 
 def increasing(events: list[dict[str, Any]]) -> bool:
     stamps = [int(e["E"]) for e in events]
-    return all(a < b for a, b in zip(stamps, stamps[1:]))
+    return all(a < b for a, b in itertools.pairwise(stamps))
 
 
 @pytest.mark.parametrize("flavour", ["aster", "binance"])
@@ -41,7 +57,7 @@ async def test_a_market_order_streams_new_trade_and_account_update(flavour: str)
     with trio.fail_after(TIMEOUT):
         async with open_venue(flavour) as venue, user_stream(venue) as stream:  # type: ignore[arg-type]
             placed = await venue.client.ok("POST", "order", {**LONG, "newClientOrderId": "entry-1"})
-            events = []
+            events: list[dict[str, Any]] = []
             while not events or events[-1]["e"] != "ACCOUNT_UPDATE":
                 events.append(await stream.next())
     kinds = [e["e"] for e in events]
@@ -51,7 +67,13 @@ async def test_a_market_order_streams_new_trade_and_account_update(flavour: str)
     assert kinds == expected and increasing(events)
     new, trade = (e["o"] for e in events if e["e"] == "ORDER_TRADE_UPDATE")
     assert (new["x"], new["X"], new["c"], new["i"]) == ("NEW", "NEW", "entry-1", placed["orderId"])
-    assert (trade["x"], trade["X"], trade["l"], trade["z"], trade["L"]) == ("TRADE", "FILLED", "0.010", "0.010", "60000.1")
+    assert (trade["x"], trade["X"], trade["l"], trade["z"], trade["L"]) == (
+        "TRADE",
+        "FILLED",
+        "0.010",
+        "0.010",
+        "60000.1",
+    )
     assert Decimal(trade["n"]) == Decimal("0.01") * Decimal("60000.1") * Decimal("0.0004") and trade["m"] is False
     update = events[-1]["a"]
     assert update["m"] == "ORDER" and update["B"][0]["a"] == "USDT"
@@ -117,13 +139,12 @@ async def test_expired_or_closed_keys_refuse_websockets() -> None:
 
 async def test_dropped_user_streams() -> None:
     with trio.fail_after(TIMEOUT):
-        async with open_venue("aster") as venue:
-            async with user_stream(venue) as stream:
-                assert venue.fake.drop_user_streams() == 1
-                with pytest.raises(ConnectionClosed) as closed:
-                    await stream.next()
-                await venue.fake.wait_until(lambda: not venue.fake.user_sessions)
-    assert closed.value.reason.code == 1006
+        async with open_venue("aster") as venue, user_stream(venue) as stream:
+            assert venue.fake.drop_user_streams() == 1
+            with pytest.raises(ConnectionClosed) as closed:
+                await stream.next()
+            await venue.fake.wait_until(lambda: not venue.fake.user_sessions)
+    assert closed.value.reason is not None and closed.value.reason.code == 1006
 
 
 # -- Aster classic conditional orders --------------------------------------------------------------
@@ -158,7 +179,9 @@ async def test_contract_price_triggers_and_price_protection() -> None:
         async with open_venue("aster") as venue:
             fake, client, account = venue.fake, venue.client, venue.account
             await client.ok("POST", "order", LONG)
-            await client.ok("POST", "order", stop("STOP_MARKET", "SELL", "58000", working="CONTRACT_PRICE", priceProtect="true"))
+            await client.ok(
+                "POST", "order", stop("STOP_MARKET", "SELL", "58000", working="CONTRACT_PRICE", priceProtect="true")
+            )
             fake.set_book("BTCUSDT", bids=[("55999", "1")], asks=[("56001", "1")])  # 6.7% under the mark: protected
             protected = fake.position(account, "BTCUSDT").amount
             fake.set_mark("BTCUSDT", "56100")  # mark and contract price agree again: it fires
@@ -189,20 +212,42 @@ async def test_algo_stop_lifecycle_new_triggering_triggered_finished() -> None:
             queried = await client.ok("GET", "algoOrder", {"clientAlgoId": "sl-1"})
             child = await client.ok("GET", "order", {"symbol": "BTCUSDT", "origClientOrderId": "sl-1"})
             tp = await client.ok("GET", "algoOrder", {"clientAlgoId": "tp-1"})
-    assert (placed["algoStatus"], placed["timeInForce"], placed["quantity"], placed["triggerPrice"]) == ("NEW", "GTE_GTC", "0", "59000.05")
+    assert (placed["algoStatus"], placed["timeInForce"], placed["quantity"], placed["triggerPrice"]) == (
+        "NEW",
+        "GTE_GTC",
+        "0",
+        "59000.05",
+    )
     assert duplicate.json()["code"] == -4130 and immediate.json()["code"] == -2021
     assert new_event["o"]["X"] == "NEW" and "ap" not in new_event["o"]
     assert [a["clientAlgoId"] for a in open_algos] == ["sl-1", "tp-1"]
     summary = [(e["e"], e["o"].get("X") if "o" in e else None) for e in sequence if e["e"] != "TRADE_LITE"]
     assert summary[0] == ("ALGO_UPDATE", "TRIGGERING")
     assert summary[1:3] == [("ORDER_TRADE_UPDATE", "NEW"), ("ORDER_TRADE_UPDATE", "FILLED")]
-    assert ("ACCOUNT_UPDATE", None) in summary and summary[-2:] == [("ALGO_UPDATE", "TRIGGERED"), ("ALGO_UPDATE", "FINISHED")]
+    assert ("ACCOUNT_UPDATE", None) in summary and summary[-2:] == [
+        ("ALGO_UPDATE", "TRIGGERED"),
+        ("ALGO_UPDATE", "FINISHED"),
+    ]
     child_new = sequence[1]["o"]
-    assert (child_new["c"], child_new["o"], child_new["ot"], child_new["i"]) == ("sl-1", "MARKET", "STOP_MARKET", child["orderId"])
+    assert (child_new["c"], child_new["o"], child_new["ot"], child_new["i"]) == (
+        "sl-1",
+        "MARKET",
+        "STOP_MARKET",
+        child["orderId"],
+    )
     triggered, finished = sequence[-2]["o"], sequence[-1]["o"]
-    assert (triggered["ai"], triggered["act"], triggered["ap"], triggered["aq"]) == (str(child["orderId"]), "MARKET", "0", "0")
+    assert (triggered["ai"], triggered["act"], triggered["ap"], triggered["aq"]) == (
+        str(child["orderId"]),
+        "MARKET",
+        "0",
+        "0",
+    )
     assert (finished["ap"], finished["aq"]) == ("59999.90000", "0.010")
-    assert (queried["algoStatus"], queried["actualOrderId"], queried["actualPrice"]) == ("FINISHED", str(child["orderId"]), "59999.90000")
+    assert (queried["algoStatus"], queried["actualOrderId"], queried["actualPrice"]) == (
+        "FINISHED",
+        str(child["orderId"]),
+        "59999.90000",
+    )
     assert child["status"] == "FILLED" and tp["algoStatus"] == "EXPIRED"  # GTE_GTC: its position is gone
 
 
@@ -211,7 +256,11 @@ async def test_algo_reduce_only_trigger_rejected_without_a_position() -> None:
         async with open_venue("binance") as venue, user_stream(venue) as stream:
             fake, client = venue.fake, venue.client
             await client.ok("POST", "order", {**LONG, "side": "SELL"})
-            await client.ok("POST", "algoOrder", algo("STOP_MARKET", "BUY", "61000", quantity="0.01", reduceOnly="true", clientAlgoId="ro"))
+            await client.ok(
+                "POST",
+                "algoOrder",
+                algo("STOP_MARKET", "BUY", "61000", quantity="0.01", reduceOnly="true", clientAlgoId="ro"),
+            )
             fake.close_externally(venue.account, "BTCUSDT")
             fake.set_mark("BTCUSDT", "61500")
             reject = await stream.until("CONDITIONAL_ORDER_TRIGGER_REJECT")
@@ -248,7 +297,18 @@ async def test_liquidation_events() -> None:
         async with open_venue("binance") as venue, user_stream(venue) as stream:
             fake, client, account = venue.fake, venue.client, venue.account
             await client.ok("POST", "order", LONG)
-            resting = await client.ok("POST", "order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001", "price": "59000"})
+            resting = await client.ok(
+                "POST",
+                "order",
+                {
+                    "symbol": "BTCUSDT",
+                    "side": "BUY",
+                    "type": "LIMIT",
+                    "timeInForce": "GTC",
+                    "quantity": "0.001",
+                    "price": "59000",
+                },
+            )
             margin = fake.position(account, "BTCUSDT").isolated_wallet
             wallet_before = account.wallet
             order = fake.liquidate(account, "BTCUSDT")
@@ -277,7 +337,18 @@ async def test_funding_transfer_external_trade_and_venue_cancel() -> None:
                 funding = await stream.until("ACCOUNT_UPDATE")
             fake.set_balance(account, "20000")
             deposit = await stream.until("ACCOUNT_UPDATE")
-            resting = await venue.client.ok("POST", "order", {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01", "price": "61000"})
+            resting = await venue.client.ok(
+                "POST",
+                "order",
+                {
+                    "symbol": "BTCUSDT",
+                    "side": "SELL",
+                    "type": "LIMIT",
+                    "timeInForce": "GTC",
+                    "quantity": "0.01",
+                    "price": "61000",
+                },
+            )
             fake.cancel_as_venue(account, order_id=resting["orderId"])
             canceled = await stream.until("ORDER_TRADE_UPDATE", i=resting["orderId"], x="CANCELED")
     assert announced["o"]["c"] == external.client_id and external.client_id.startswith("web_")

@@ -30,8 +30,18 @@ DOGE = SymbolSpec(
 SYMBOLS = (*DEFAULT_SYMBOLS, DOGE)
 
 
-def limit(side: str = "BUY", qty: str = "0.001", price: str = "59000", symbol: str = "BTCUSDT", **extra: Any) -> dict[str, Any]:
-    return {"symbol": symbol, "side": side, "type": "LIMIT", "timeInForce": "GTC", "quantity": qty, "price": price, **extra}
+def limit(
+    side: str = "BUY", qty: str = "0.001", price: str = "59000", symbol: str = "BTCUSDT", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "side": side,
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": qty,
+        "price": price,
+        **extra,
+    }
 
 
 def market_order(side: str, qty: str, symbol: str = "BTCUSDT", **extra: Any) -> dict[str, Any]:
@@ -51,8 +61,18 @@ CHECKS: list[tuple[str, dict[str, Any], int, str]] = [
     ("unknown symbol", limit(symbol="NOPEUSDT"), -1121, "Invalid symbol."),
     ("bad side", limit(side="HOLD"), -1117, "Invalid side."),
     ("bad type", {**limit(), "type": "ICEBERG"}, -1116, "Invalid orderType."),
-    ("limit without price", {**limit(), "price": ""}, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed."),
-    ("market without quantity", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET"}, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."),
+    (
+        "limit without price",
+        {**limit(), "price": ""},
+        -1102,
+        "Mandatory parameter 'price' was not sent, was empty/null, or malformed.",
+    ),
+    (
+        "market without quantity",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET"},
+        -1102,
+        "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+    ),
     ("bad time in force", limit(timeInForce="GTD"), -1115, "Invalid timeInForce."),
     ("hedge mode", limit(positionSide="LONG"), -4061, "Order's position side does not match user's setting."),
     ("client id pattern", limit(newClientOrderId="has space"), -4015, "Client order id is not valid."),
@@ -66,12 +86,32 @@ CHECKS: list[tuple[str, dict[str, Any], int, str]] = [
     ("above market max qty", market_order("BUY", "121"), -4005, "Quantity greater than max quantity."),
     ("zero qty", limit(qty="0"), -4003, "Quantity less than zero."),
     ("above mark cap", limit(price="63000.1"), -4016, "Price is higher than mark price multiplier cap."),
-    ("below mark floor", limit(side="SELL", price="56999.9"), -4024, "Price is lower than mark price multiplier floor."),
-    ("min notional", limit(symbol="DOGEUSDT", qty="10", price="0.1"), -4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)"),
+    (
+        "below mark floor",
+        limit(side="SELL", price="56999.9"),
+        -4024,
+        "Price is lower than mark price multiplier floor.",
+    ),
+    (
+        "min notional",
+        limit(symbol="DOGEUSDT", qty="10", price="0.1"),
+        -4164,
+        "Order's notional must be no smaller than 5 (unless you choose reduce only)",
+    ),
     ("reduce only increases", market_order("SELL", "0.001", reduceOnly="true"), -2022, "ReduceOnly Order is rejected."),
     ("margin", limit(qty="5", price="59000"), -2019, "Margin is insufficient."),
-    ("quantity with closePosition", {**limit(), "type": "STOP_MARKET", "stopPrice": "70000", "closePosition": "true"}, -4137, "Quantity must be zero with closePosition equals true"),
-    ("immediate trigger", {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "stopPrice": "61000", "closePosition": "true"}, -2021, "Order would immediately trigger."),
+    (
+        "quantity with closePosition",
+        {**limit(), "type": "STOP_MARKET", "stopPrice": "70000", "closePosition": "true"},
+        -4137,
+        "Quantity must be zero with closePosition equals true",
+    ),
+    (
+        "immediate trigger",
+        {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "stopPrice": "61000", "closePosition": "true"},
+        -2021,
+        "Order would immediately trigger.",
+    ),
     ("bad response type", limit(newOrderRespType="FULL"), -1136, "Invalid newOrderRespType."),
 ]
 
@@ -90,9 +130,19 @@ async def test_new_order_checks(case: str, params: dict[str, Any], code: int, ms
 async def test_conditional_types_need_the_algo_api_on_binance() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_venue("binance") as venue:
-            stop = {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "stopPrice": "50000", "closePosition": "true"}
+            stop = {
+                "symbol": "BTCUSDT",
+                "side": "SELL",
+                "type": "STOP_MARKET",
+                "stopPrice": "50000",
+                "closePosition": "true",
+            }
             result = await refused(venue, stop)
-    assert result == (400, -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
+    assert result == (
+        400,
+        -4120,
+        "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
+    )
 
 
 async def test_client_id_unique_among_open_orders_only() -> None:
@@ -112,8 +162,12 @@ async def test_client_id_unique_among_open_orders_only() -> None:
 async def test_time_in_force_rules_differ_by_venue() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_venue("aster") as aster:
-            post_only = await aster.client.ok("POST", "order", limit(price="60000.1", timeInForce="GTX", newOrderRespType="RESULT"))
-            fok = await aster.client.ok("POST", "order", limit(qty="3", price="60000.2", timeInForce="FOK", newOrderRespType="RESULT"))
+            post_only = await aster.client.ok(
+                "POST", "order", limit(price="60000.1", timeInForce="GTX", newOrderRespType="RESULT")
+            )
+            fok = await aster.client.ok(
+                "POST", "order", limit(qty="3", price="60000.2", timeInForce="FOK", newOrderRespType="RESULT")
+            )
         async with open_venue("binance") as binance:
             gtx = await refused(binance, limit(price="60000.1", timeInForce="GTX"))
             fok_refused = await refused(binance, limit(qty="3", price="60000.2", timeInForce="FOK"))
@@ -130,11 +184,17 @@ async def test_market_order_walks_the_book_one_trade_per_level() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_venue("aster") as venue:
             fake, client = venue.fake, venue.client
-            fake.set_book("BTCUSDT", bids=[("59999.9", "1")], asks=[("60000.1", "0.5"), ("60000.2", "0.5"), ("60000.5", "1")])
-            result = await client.ok("POST", "order", market_order("BUY", "1.2", newOrderRespType="RESULT", newClientOrderId="walk"))
+            fake.set_book(
+                "BTCUSDT", bids=[("59999.9", "1")], asks=[("60000.1", "0.5"), ("60000.2", "0.5"), ("60000.5", "1")]
+            )
+            result = await client.ok(
+                "POST", "order", market_order("BUY", "1.2", newOrderRespType="RESULT", newClientOrderId="walk")
+            )
             trades = await client.ok("GET", "userTrades", {"symbol": "BTCUSDT", "orderId": result["orderId"]})
             book = (await venue.http.get("/fapi/v1/depth", params={"symbol": "BTCUSDT", "limit": 5})).json()
-    quote = Decimal("0.5") * Decimal("60000.1") + Decimal("0.5") * Decimal("60000.2") + Decimal("0.2") * Decimal("60000.5")
+    quote = (
+        Decimal("0.5") * Decimal("60000.1") + Decimal("0.5") * Decimal("60000.2") + Decimal("0.2") * Decimal("60000.5")
+    )
     assert (result["status"], result["executedQty"], result["cumQuote"]) == ("FILLED", "1.200", "72000.25")
     assert result["avgPrice"] == "60000.20833" and result["type"] == "MARKET"
     assert [(t["price"], t["qty"], t["maker"]) for t in trades] == [
@@ -162,7 +222,9 @@ async def test_limit_order_rests_and_fills_as_maker_when_the_book_crosses_it() -
     with trio.fail_after(TIMEOUT):
         async with open_venue("aster") as venue:
             fake, client, account = venue.fake, venue.client, venue.account
-            placed = await client.ok("POST", "order", limit(side="SELL", qty="0.002", price="60010", newClientOrderId="ask"))
+            placed = await client.ok(
+                "POST", "order", limit(side="SELL", qty="0.002", price="60010", newClientOrderId="ask")
+            )
             assert placed["status"] == "NEW"
             fake.set_book("BTCUSDT", bids=[("60010.5", "0.001")], asks=[("60011", "1")])
             partial = await client.ok("GET", "openOrder", {"symbol": "BTCUSDT", "origClientOrderId": "ask"})
@@ -180,7 +242,9 @@ async def test_limit_order_rests_and_fills_as_maker_when_the_book_crosses_it() -
 async def test_ioc_remainder_expires() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_venue("aster") as venue:
-            result = await venue.client.ok("POST", "order", limit(qty="1.5", price="60000.1", timeInForce="IOC", newOrderRespType="RESULT"))
+            result = await venue.client.ok(
+                "POST", "order", limit(qty="1.5", price="60000.1", timeInForce="IOC", newOrderRespType="RESULT")
+            )
     assert (result["status"], result["executedQty"]) == ("EXPIRED", "1.000")
 
 
@@ -226,7 +290,12 @@ async def test_position_entry_pnl_margin_and_fees(api: str) -> None:
             (balance,) = await client.ok("GET", balance_path)
     entry, exit_price = Decimal("60000.1"), Decimal("60999.9")
     margin = Decimal("0.01") * entry / 20
-    assert (opened["positionAmt"], opened["entryPrice"], opened["leverage"], opened["marginType"]) == ("0.010", "60000.10000", "20", "isolated")
+    assert (opened["positionAmt"], opened["entryPrice"], opened["leverage"], opened["marginType"]) == (
+        "0.010",
+        "60000.10000",
+        "20",
+        "isolated",
+    )
     assert Decimal(opened["unRealizedProfit"]) == Decimal("0.01") * (61000 - entry)
     assert Decimal(opened["isolatedMargin"]) == margin + Decimal("0.01") * (61000 - entry)
     assert 0 < Decimal(opened["liquidationPrice"]) < entry
@@ -235,7 +304,9 @@ async def test_position_entry_pnl_margin_and_fees(api: str) -> None:
     assert reduced["positionAmt"] == "0.006"
     assert account.position("BTCUSDT").isolated_wallet == margin * Decimal("0.6")
     assert account.wallet == 10000 + realized - fees
-    assert Decimal(balance["balance"]) == (10000 + realized - fees).quantize(Decimal("0.00000001"), rounding="ROUND_DOWN")
+    assert Decimal(balance["balance"]) == (10000 + realized - fees).quantize(
+        Decimal("0.00000001"), rounding="ROUND_DOWN"
+    )
     assert [e["incomeType"] for e in income] == ["COMMISSION", "REALIZED_PNL", "COMMISSION"]
     assert Decimal(income[1]["income"]) == realized and income[1]["tradeId"] != ""
     assert isinstance(income[0]["tranId"], str)  # Aster prints tranId as a string

@@ -30,7 +30,9 @@ TIMEOUT = 10
 #: Binance's published HMAC example (USDⓈ-M "SIGNED Endpoint Examples for POST /fapi/v1/order")
 DOC_API_KEY = "dbefbc809e3e83c283a984c3a1459732ea7db1360ca80c5c2c8867408d28cc83"
 DOC_SECRET = "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9"
-DOC_QUERY = "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&timestamp=1591702613943"
+DOC_QUERY = (
+    "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&timestamp=1591702613943"
+)
 DOC_SIGNATURE = "3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9"
 
 
@@ -62,7 +64,9 @@ def aster_typed_data(msg: str, chain_id: int) -> dict[str, Any]:
 
 
 def eip712_sign(msg: str, private_key: bytes, chain_id: int = 1666) -> str:
-    signed = EthAccount.sign_message(encode_typed_data(full_message=aster_typed_data(msg, chain_id)), private_key=private_key)
+    signed = EthAccount.sign_message(
+        encode_typed_data(full_message=aster_typed_data(msg, chain_id)), private_key=private_key
+    )
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
@@ -101,7 +105,9 @@ class Client:
         """``order`` -> ``/fapi/v1/order`` or ``/fapi/v3/order`` (a full path is kept as is)."""
         return name if name.startswith("/") else f"/fapi/{self.api}/{name}"
 
-    async def call(self, method: str, name: str, params: dict[str, Any] | None = None, *, in_body: bool = True) -> httpx.Response:
+    async def call(
+        self, method: str, name: str, params: dict[str, Any] | None = None, *, in_body: bool = True
+    ) -> httpx.Response:
         """A signed request; POST/PUT/DELETE send the parameters as a form body unless ``in_body=False``."""
         text = self.signed_query(params or {})
         return await self.send_raw(method, self.path(name), text, in_body=in_body)
@@ -159,7 +165,9 @@ async def open_venue(
         if api == "v3":
             main, wallet_key = EthAccount.create(), EthAccount.create()
             account = fake.add_account("trader", user=main.address, signer=wallet_key.address, wallet=wallet)
-            client = Client(fake, http, "v3", user=main.address, signer=wallet_key.address, private_key=bytes(wallet_key.key))
+            client = Client(
+                fake, http, "v3", user=main.address, signer=wallet_key.address, private_key=bytes(wallet_key.key)
+            )
         else:
             account = fake.add_account("trader", wallet=wallet)
             client = hmac_client(fake, http, account)
