@@ -276,6 +276,34 @@ def position_mode(call: Call) -> Any:
     return {"dualSidePosition": False}
 
 
+def change_position_mode(call: Call) -> Any:
+    """The fake is one-way only: asking for one-way is -4059, asking for hedge mode is unsupported."""
+    wanted = call.params.get("dualSidePosition", "")
+    if wanted.lower() not in ("true", "false"):
+        raise missing("dualSidePosition") if not wanted else invalid("dualSidePosition")
+    if wanted.lower() == "false":
+        raise VenueError(-4059, "No need to change position side.")
+    raise VenueError(-1020, "This operation is not supported.")
+
+
+def symbol_config(call: Call) -> Any:
+    """Binance's ``GET /fapi/v1/symbolConfig`` (leverage and margin type, gone from positionRisk v3)."""
+    symbol = call.symbol(required=False)
+    result = []
+    for name in [symbol] if symbol else list(call.engine.state.specs):
+        config = call.account.config(name)
+        result.append(
+            {
+                "symbol": name,
+                "marginType": config.margin_type,
+                "isAutoAddMargin": False,
+                "leverage": config.leverage,
+                "maxNotionalValue": str(margin.max_notional(call.venue.spec(name), config.leverage)),
+            }
+        )
+    return result
+
+
 def user_trades(call: Call) -> Any:
     symbol = call.symbol()
     order_id, from_id = call.integer("orderId"), call.integer("fromId")

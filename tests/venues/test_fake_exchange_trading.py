@@ -381,3 +381,24 @@ async def test_countdown_cancel_all_fires_on_the_venue_clock() -> None:
             await fake.wait_until(lambda: not fake.open_orders(venue.account))
     assert armed == {"symbol": "BTCUSDT", "countdownTime": "120000"}
     assert fake.orders(venue.account)[0].status == "CANCELED"
+
+
+async def test_one_way_mode_only_and_binance_symbol_config() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_venue("binance") as venue:
+            client = venue.client
+            one_way = await client.call("POST", "positionSide/dual", {"dualSidePosition": "false"})
+            hedge = await client.call("POST", "positionSide/dual", {"dualSidePosition": "true"})
+            await client.ok("POST", "leverage", {"symbol": "ETHUSDT", "leverage": 21})
+            config = await client.ok("GET", "symbolConfig", {"symbol": "ETHUSDT"})
+    assert one_way.json() == {"code": -4059, "msg": "No need to change position side."}
+    assert hedge.json()["code"] == -1020  # the fake does not model hedge mode
+    assert config == [
+        {
+            "symbol": "ETHUSDT",
+            "marginType": "ISOLATED",
+            "isAutoAddMargin": False,
+            "leverage": 21,
+            "maxNotionalValue": "3000000",
+        }
+    ]
