@@ -4,9 +4,10 @@ Prints one JSON line ``{"rest_url": ..., "ws_url": ..., "accounts": {...}}`` onc
 serves until interrupted. ``--account NAME`` (repeatable) registers a funded trading account with
 generated HMAC keys, printed in ``accounts`` (test credentials of a fake venue, nothing real).
 
-Useful to point a local service at a fake venue, and for the feed benchmark, which runs the exchange in its own process (as a real venue would be) with ``--firehose``: as soon as a
-websocket subscribes to a stream of that symbol, the fake sends its streams as fast as the socket
-takes them for ``--firehose-seconds``, then prints ``{"firehose_sent": n}``.
+Useful to point a local service at a fake venue, and for the feed benchmark, which runs the
+exchange in its own process (as a real venue would be) with ``--firehose``: as soon as a websocket
+subscribes to a stream of that symbol, the fake sends its streams as fast as the socket takes them
+for ``--firehose-seconds``, then prints ``{"firehose_sent": n}``.
 """
 
 from __future__ import annotations
