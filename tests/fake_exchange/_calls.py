@@ -80,21 +80,21 @@ class Call:
             raise invalid("limit")
         return limit
 
-    def window(self, span_ms: int = SEVEN_DAYS_MS) -> tuple[int, int]:
-        """``startTime``/``endTime``; at most ``span_ms`` apart, the last ``span_ms`` by default."""
+    def window(self, max_span_ms: int = SEVEN_DAYS_MS) -> tuple[int, int]:
+        """``startTime``/``endTime``: the last 7 days by default, at most ``max_span_ms`` apart (-1127)."""
         start, end = self.integer("startTime"), self.integer("endTime")
         if start is not None and end is not None and start > end:
             raise VenueError(-1023, "Start time is greater than end time.")
         if start is None and end is None:
             end = self.engine.server_ms()
-            start = end - span_ms
+            start = end - SEVEN_DAYS_MS
         elif start is None:
             assert end is not None
-            start = end - span_ms
+            start = end - SEVEN_DAYS_MS
         elif end is None:
-            end = start + span_ms
-        if end - start > span_ms:
-            raise VenueError(-1127, f"More than {span_ms // 3_600_000} hours between startTime and endTime.")
+            end = start + SEVEN_DAYS_MS
+        if end - start > max_span_ms:
+            raise VenueError(-1127, f"More than {max_span_ms // 3_600_000} hours between startTime and endTime.")
         return start, end
 
     def find_order(self, symbol: str, *, unknown_code: int) -> Order:

@@ -323,7 +323,7 @@ def income(call: Call) -> Any:
     symbol = call.symbol(required=False)
     kind = call.params.get("incomeType")
     limit = call.limit(100, 1000)
-    start, end = call.window(span_ms=200 * 24 * 3600 * 1000)
+    start, end = call.window(max_span_ms=200 * 24 * 3600 * 1000)
     entries = [
         e
         for e in call.account.income
