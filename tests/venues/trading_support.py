@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 
 import httpx
 import msgspec
-import trio
 from eth_account import Account as EthAccount
 from eth_account.messages import encode_typed_data
 from trio_websocket import WebSocketConnection, open_websocket_url
@@ -204,7 +203,3 @@ class UserStream:
     async def take(self, n: int) -> list[dict[str, Any]]:
         return [await self.next() for _ in range(n)]
 
-
-async def settle() -> None:
-    """Let the fake's tasks run (used only where nothing observable can be awaited)."""
-    await trio.testing.wait_all_tasks_blocked()
