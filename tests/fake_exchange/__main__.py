@@ -1,10 +1,13 @@
 """Run the fake exchange as a process: ``python -m tests.fake_exchange [options]``.
 
-Prints one JSON line ``{"rest_url": ..., "ws_url": ...}`` once it listens, then serves until
-interrupted. Useful to point a local service at a fake venue, and for the feed benchmark, which
-runs the exchange in its own process (as a real venue would be) with ``--firehose``: as soon as a
-websocket subscribes to a stream of that symbol, the fake sends its streams as fast as the socket
-takes them for ``--firehose-seconds``, then prints ``{"firehose_sent": n}``.
+Prints one JSON line ``{"rest_url": ..., "ws_url": ..., "accounts": {...}}`` once it listens, then
+serves until interrupted. ``--account NAME`` (repeatable) registers a funded trading account with
+generated HMAC keys, printed in ``accounts`` (test credentials of a fake venue, nothing real).
+
+Useful to point a local service at a fake venue, and for the feed benchmark, which runs the
+exchange in its own process (as a real venue would be) with ``--firehose``: as soon as a websocket
+subscribes to a stream of that symbol, the fake sends its streams as fast as the socket takes them
+for ``--firehose-seconds``, then prints ``{"firehose_sent": n}``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ async def serve(args: argparse.Namespace) -> None:
     async with open_fake_exchange(flavour=args.flavour, host=args.host, port=args.port) as fake:
         if args.tick:
             fake.start_ticker(args.tick)
-        _print_json({"rest_url": fake.rest_url, "ws_url": fake.ws_url})
+        accounts = {}
+        for name in args.account:
+            account = fake.add_account(name, wallet=args.wallet)
+            accounts[name] = {"api_key": account.api_key, "api_secret": account.api_secret}
+        _print_json({"rest_url": fake.rest_url, "ws_url": fake.ws_url, "accounts": accounts})
         if args.firehose:
             prefix = args.firehose.lower() + "@"
             await fake.wait_until(lambda: any(s.startswith(prefix) for s in fake.subscriptions()))
@@ -45,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tick", type=float, default=0.0, help="push every symbol every N seconds")
     parser.add_argument("--firehose", metavar="SYMBOL", help="blast this symbol's streams once subscribed")
     parser.add_argument("--firehose-seconds", type=float, default=3.0)
+    parser.add_argument("--account", action="append", default=[], help="register a trading account (HMAC keys)")
+    parser.add_argument("--wallet", default="10000", help="USDT wallet balance of each --account")
     args = parser.parse_args(argv)
     try:
         trio.run(serve, args)

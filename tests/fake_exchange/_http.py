@@ -32,14 +32,26 @@ class HttpRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes = b""
+    #: the query string exactly as sent (still percent-encoded): signatures are computed over it
+    raw_query: str = ""
+
+    @property
+    def body_params(self) -> dict[str, str]:
+        """Parameters of a form-encoded body."""
+        if not self.body:
+            return {}
+        return dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
 
     @property
     def params(self) -> dict[str, str]:
-        """Query parameters merged with a form-encoded body (how the venues read parameters)."""
+        """Query parameters merged with a form-encoded body, as the venues read them.
+
+        A parameter sent in both places takes the query string's value (Binance's documented rule).
+        """
         if not self.body:
             return self.query
-        merged = dict(self.query)
-        merged.update(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
+        merged = self.body_params
+        merged.update(self.query)
         return merged
 
 
@@ -70,6 +82,10 @@ class _PeerGone(Exception):
     pass
 
 
+class DropConnection(Exception):
+    """Raised by an HTTP handler to close the connection without answering (fault injection)."""
+
+
 async def serve_connection(
     stream: trio.abc.Stream,
     on_http: HttpHandler,
@@ -86,7 +102,7 @@ async def serve_connection(
             if not isinstance(event, h11.Request):
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
             request, body = _to_request(event), await _read_body(conn, stream)
-            request = HttpRequest(request.method, request.path, request.query, request.headers, body)
+            request = HttpRequest(request.method, request.path, request.query, request.headers, body, request.raw_query)
             if request.headers.get("upgrade", "").lower() == "websocket":
                 refusal = check_upgrade(request)
                 if refusal is None:
@@ -102,6 +118,7 @@ async def serve_connection(
             conn.start_next_cycle()
     except (
         _PeerGone,
+        DropConnection,
         h11.ProtocolError,
         wsproto.utilities.ProtocolError,
         trio.BrokenResourceError,
@@ -150,6 +167,7 @@ def _to_request(event: h11.Request) -> HttpRequest:
         path=parts.path,
         query=dict(parse_qsl(parts.query, keep_blank_values=True)),
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers},
+        raw_query=parts.query,
     )
 
 

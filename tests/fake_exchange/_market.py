@@ -17,6 +17,7 @@ Flavour = Literal["aster", "binance"]
 Level = tuple[str, str]
 
 
+
 def wire(value: Decimal | str | int | float) -> str:
     """A decimal as the venues print it: plain notation, never an exponent."""
     d = value if isinstance(value, Decimal) else Decimal(str(value))
@@ -43,6 +44,10 @@ class SymbolSpec:
     multiplier_down: str = "0.9500"
     liquidation_fee: str = "0.012500"
     status: str = "TRADING"
+    #: ``pricePrecision`` / ``quantityPrecision`` in exchangeInfo: more decimals than this in an
+    #: order's price / quantity is -1111 (precision); fewer but off the tick / step is -4014 / -4023
+    price_precision: int = 2
+    quantity_precision: int = 3
     #: (notional cap, initial leverage, maintenance margin ratio, cum) per bracket
     brackets: tuple[tuple[int, int, str, str], ...] = (
         (50_000, 125, "0.004", "0"),
@@ -139,8 +144,8 @@ def _symbol_info(flavour: Flavour, s: SymbolSpec) -> dict[str, Any]:
         "baseAsset": s.base_asset,
         "quoteAsset": s.quote_asset,
         "marginAsset": s.quote_asset,
-        "pricePrecision": 2,
-        "quantityPrecision": 3,
+        "pricePrecision": s.price_precision,
+        "quantityPrecision": s.quantity_precision,
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
         "underlyingType": "COIN",
