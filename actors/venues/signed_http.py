@@ -146,7 +146,7 @@ class TradingStats:
         #: (endpoint, outcome) → count; endpoint ``"POST /fapi/v1/order"``, outcome an HTTP
         #: status, ``"not_sent"``, ``"transport_error"`` or ``"timeout"``
         self.requests: Counter[tuple[str, str]] = Counter()
-        self.latency_seconds_total: Counter[str] = Counter()
+        self.latency_seconds_total: dict[str, float] = {}
         self.latency_seconds_max: dict[str, float] = {}
         self.venue_error_codes: Counter[int] = Counter()
         self.retries = 0
@@ -453,7 +453,7 @@ class SignedHttp:
 
     def _note_latency(self, endpoint: str, started: float) -> None:
         elapsed = trio.current_time() - started
-        self.stats.latency_seconds_total[endpoint] += elapsed
+        self.stats.latency_seconds_total[endpoint] = self.stats.latency_seconds_total.get(endpoint, 0.0) + elapsed
         self.stats.latency_seconds_max[endpoint] = max(self.stats.latency_seconds_max.get(endpoint, 0.0), elapsed)
 
     def _note_counters(self, response: httpx.Response) -> None:

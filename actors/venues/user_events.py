@@ -46,11 +46,7 @@ Raw = bytes | str
 _ZERO: Final = Decimal(0)
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    pass
-
-
-class OrderTradeUpdate(_Event):
+class OrderTradeUpdate(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """An order changed (``execution_type`` NEW / CANCELED / CALCULATED / EXPIRED / TRADE /
     AMENDMENT); on TRADE, ``last_filled_*``, ``commission`` and ``trade_id`` describe the fill."""
 
@@ -104,7 +100,7 @@ class PositionChange(msgspec.Struct, frozen=True, kw_only=True):
     break_even_price: Decimal | None = None
 
 
-class AccountUpdate(_Event):
+class AccountUpdate(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Balances and positions after a change; ``reason`` is ORDER, FUNDING_FEE, DEPOSIT, ..."""
 
     event_time: int
@@ -114,7 +110,7 @@ class AccountUpdate(_Event):
     positions: tuple[PositionChange, ...]
 
 
-class AlgoUpdate(_Event):
+class AlgoUpdate(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A Binance Algo Service order changed: NEW, TRIGGERING, TRIGGERED (``actual_order_id`` is
     the order it placed), FINISHED, CANCELED, REJECTED (``reject_reason``), EXPIRED."""
 
@@ -143,7 +139,7 @@ class AlgoUpdate(_Event):
     reject_reason: str = ""
 
 
-class ConditionalOrderTriggerReject(_Event):
+class ConditionalOrderTriggerReject(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A triggered conditional order was rejected (Binance)."""
 
     event_time: int
@@ -153,7 +149,7 @@ class ConditionalOrderTriggerReject(_Event):
     reason: str
 
 
-class ListenKeyExpired(_Event):
+class ListenKeyExpired(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """The stream's listen key expired: nothing more arrives until a new key is connected."""
 
     event_time: int
@@ -170,20 +166,20 @@ class MarginCallPosition(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_margin: Decimal
 
 
-class MarginCall(_Event):
+class MarginCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     event_time: int
     cross_wallet_balance: Decimal | None
     positions: tuple[MarginCallPosition, ...]
 
 
-class StreamConnected(_Event):
+class StreamConnected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """The stream is (again) connected. After a ``reconnect``, events may have been missed:
     reconcile orders and positions over REST."""
 
     reconnect: bool
 
 
-class StreamDisconnected(_Event):
+class StreamDisconnected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """The stream connection was lost (it is being re-established)."""
 
     reason: str
