@@ -564,3 +564,42 @@ async def test_no_secret_in_logs_errors_or_reprs(autojump_clock: trio.testing.Mo
     assert "signature=<redacted>" in caplog.text  # ...redacted
     for secret in (API_KEY, API_SECRET, SIGNER_KEY, SIGNER_KEY[2:], *signatures):
         assert secret not in logged
+
+
+# ------------------------------------------------------------------------- paths, idempotent
+
+
+def test_paths_follow_the_venue_and_the_api_generation() -> None:
+    venue = Venue()
+    binance = client(venue)
+    aster_v1 = client(venue, ASTER)
+    aster_v3 = client(venue, ASTER, ApiWalletCredentials(USER, SIGNER, SIGNER_KEY))
+    assert (binance.paths.position_risk, binance.paths.balance, binance.paths.conditional_order) == (
+        "/fapi/v3/positionRisk", "/fapi/v3/balance", "/fapi/v1/algoOrder"
+    )
+    assert binance.paths.open_conditional_orders == "/fapi/v1/openAlgoOrders"
+    assert (aster_v1.paths.position_risk, aster_v1.paths.balance, aster_v1.paths.conditional_order) == (
+        "/fapi/v2/positionRisk", "/fapi/v2/balance", "/fapi/v1/order"
+    )
+    assert {aster_v3.paths.order, aster_v3.paths.listen_key, aster_v3.paths.time} == {
+        "/fapi/v3/order", "/fapi/v3/listenKey", "/fapi/v3/time"
+    }
+    assert get_profile("asterdex-testnet").api_wallet_paths == get_profile("asterdex").api_wallet_paths
+    assert get_profile("binance-usdm").api_wallet_paths is None
+
+
+async def test_idempotent_writes_retry_unknown_outcomes(autojump_clock: trio.testing.MockClock) -> None:
+    venue = Venue(DELETE_fapi_v1_allOpenOrders=[error(503, msg="Service Unavailable."), httpx.ReadTimeout("t"),
+                                               ok(payload("aster_allOpenOrders_cancel.json"))])
+    async with client(venue, ASTER) as c:
+        await c.cancel_all("BTCUSDT")
+        assert venue.times("DELETE /fapi/v1/allOpenOrders") == [0.0, 0.25, 0.75]
+        venue.routes["DELETE /fapi/v1/allOpenOrders"] = [error(502, msg="Bad Gateway")]
+        with pytest.raises(AmbiguousOutcome):
+            await c.cancel_all("BTCUSDT")
+    # a cancel of one order is not resent: "unknown order" on a resend would be misread
+    venue = Venue(DELETE_fapi_v1_order=[error(503, msg="Service Unavailable.")])
+    async with client(venue) as c:
+        with pytest.raises(AmbiguousOutcome):
+            await c.cancel_order("BTCUSDT", "entry-1")
+    assert len(venue.sent("DELETE /fapi/v1/order")) == 1
