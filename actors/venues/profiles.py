@@ -64,6 +64,10 @@ class EndpointPaths(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     balance: str = "/fapi/v2/balance"
     account: str = "/fapi/v4/account"
     listen_key: str = "/fapi/v1/listenKey"
+    #: open conditional orders: the open orders (Aster) or the Algo Service's (Binance)
+    open_conditional_orders: str = "/fapi/v1/openOrders"
+    #: cancels every open conditional order of a symbol where ``all_open_orders`` does not (Binance)
+    cancel_all_conditional: str | None = None
     # websocket
     ws_combined: str = "/stream"
     ws_raw: str = "/ws"
@@ -98,6 +102,9 @@ class VenueProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     default_liquidation_fee: Decimal
     #: EIP-712 chain id of Aster's V3 API-wallet signatures (None: HMAC only)
     chain_id: int | None = None
+    #: the paths of the API generation that API-wallet (EIP-712) credentials use (Aster V3:
+    #: ``/fapi/v3/*``); None when the venue has no API wallets. HMAC credentials use ``paths``.
+    api_wallet_paths: EndpointPaths | None = None
 
 
 class UnknownVenue(KeyError):
@@ -105,6 +112,18 @@ class UnknownVenue(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown venue"
+
+
+def _aster_v3_paths() -> EndpointPaths:
+    """Aster's V3 API: every path under ``/fapi/v3`` (reference A2), the account endpoint renamed."""
+    v1 = EndpointPaths()
+    changes = {
+        field: value.replace("/fapi/v1/", "/fapi/v3/").replace("/fapi/v2/", "/fapi/v3/")
+        for field, value in msgspec.structs.asdict(v1).items()
+        if isinstance(value, str) and value.startswith("/fapi/")
+    }
+    changes["account"] = "/fapi/v3/accountWithJoinMargin"
+    return msgspec.structs.replace(v1, **changes)
 
 
 def _asterdex(name: str, rest_url: str, ws_url: str, *, testnet: bool, chain_id: int) -> VenueProfile:
@@ -125,6 +144,7 @@ def _asterdex(name: str, rest_url: str, ws_url: str, *, testnet: bool, chain_id:
         # the exchangeInfo example's ``liquidationFee``; the per-symbol value wins when present
         default_liquidation_fee=Decimal("0.010"),
         chain_id=chain_id,
+        api_wallet_paths=_aster_v3_paths(),
     )
 
 
@@ -141,6 +161,8 @@ def _binance(name: str, rest_url: str, ws_url: str, *, testnet: bool) -> VenuePr
             position_risk="/fapi/v3/positionRisk",
             balance="/fapi/v3/balance",
             account="/fapi/v3/account",
+            open_conditional_orders="/fapi/v1/openAlgoOrders",
+            cancel_all_conditional="/fapi/v1/algoOpenOrders",
         ),
         conditional_orders="algo",
         retry_after_documented=True,
