@@ -18,7 +18,7 @@ import msgspec
 import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..account import ProtectionError
 from ..domain.decisions import Decision, DecisionIn, InvalidDecision, request_fingerprint, validate_decision
@@ -144,7 +144,11 @@ def create_app(service: Any) -> QuartTrio:
         message = error.description or error.name
         if error.code == 413:
             message = f"the body is larger than {service.settings.server.max_body_bytes} bytes"
-        return json_response({"error": {"code": code, "message": message, "field": None}}, error.code or 500)
+        headers = None
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:  # RFC 9110 §15.5.6: a 405 names them
+            headers = {"Allow": ", ".join(sorted(error.valid_methods))}
+        return json_response({"error": {"code": code, "message": message, "field": None}}, error.code or 500,
+                             headers)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
