@@ -34,7 +34,8 @@ The fix, at the ASGI boundary (no library patch):
   or gives it up honestly (larger or chunked bodies: ``Connection: close`` on the response, and
   the same wait lets the rest of the body arrive before the close, so the close is a FIN and not
   a reset that could destroy the answer in the client's buffer). Either wait is bounded by
-  ``drain_seconds``; a client that stalls longer gets its answer and then a closed connection.
+  ``drain_seconds`` (and ended by a shutdown); a client that stalls longer gets its answer and
+  then a closed connection.
 
 This relies on the framework reading ``receive`` in a task of its own while it responds, as
 Quart does; otherwise the wait simply runs to its bound.
@@ -96,8 +97,12 @@ class _Exchange:
         return message
 
     async def send(self, message: Message) -> None:
-        """Forward ``message``, shielded; hold the response's end until the body has arrived."""
-        with trio.CancelScope(shield=True):
+        """Forward ``message``, shielded; hold the response's end until the body has arrived.
+
+        The wait for the body is not shielded (a shutdown ends it early); the forward always is,
+        even after a cancellation, so hypercorn ends the stream and recycles or closes.
+        """
+        try:
             if message["type"] == "http.response.start" and not self.body_done.is_set():
                 unread = None if self.declared is None else self.declared - self.received
                 if unread is None or unread > self._drain_limit:
@@ -106,7 +111,9 @@ class _Exchange:
                   and not self.body_done.is_set()):
                 with trio.move_on_after(self._drain_seconds):
                     await self.body_done.wait()
-            await self._send(message)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._send(message)
 
 
 class KeepAliveGuard:

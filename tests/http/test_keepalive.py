@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import trio
 
-from actors.service import Service
+from actors.service import Service, run_service
+from tests.conftest import TEST_SETTINGS, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -252,3 +254,21 @@ async def test_every_request_after_an_early_answer_is_answered(service: Service)
             finally:
                 done.set()
     assert polled > 0
+
+
+async def test_a_body_that_never_comes_costs_the_connection_not_the_answer(tmp_path: Path) -> None:
+    """The wait for an unread body is bounded (by the request timeout): then the server closes."""
+    text = TEST_SETTINGS.replace("request_timeout_seconds: 5", "request_timeout_seconds: 0.5")
+    request = EARLY[0]
+    with trio.fail_after(BOUND):
+        async with trio.open_nursery() as nursery:
+            service: Service = await nursery.start(run_service, make_settings(tmp_path, text))
+            assert service.port is not None
+            conn = await Conn.open(service.port, "stalled body")
+            try:
+                await conn.send(request.head())
+                await expect(conn, request, "body never sent")
+                await conn.closed_by_server("a body that never came")
+            finally:
+                await conn.aclose()
+            service.request_stop()
