@@ -26,6 +26,7 @@ from .account.context import AdapterFactory
 from .events import EventBus
 from .execution import open_adapter
 from .http.app import create_app
+from .http.keepalive import KeepAliveGuard
 from .market_data import MarketData, market_data_actor
 from .persistence import Persistence, Reader, persistence_actor
 from .settings import Settings
@@ -145,7 +146,9 @@ async def run_service(
                 config.graceful_timeout = settings.server.shutdown_grace_seconds
                 config.accesslog = None
                 config.errorlog = logging.getLogger("hypercorn.error")
-                app = create_app(service)
+                # answers given before a request's body has arrived must not stall the connection
+                app = KeepAliveGuard(create_app(service), drain_limit=settings.server.max_body_bytes,
+                                     drain_seconds=settings.server.request_timeout_seconds)
                 binds = await background.start(partial(serve, app, config, shutdown_trigger=http_stop.wait))
                 service.url = binds[0] if binds else None
                 if service.url:

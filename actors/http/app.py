@@ -14,7 +14,7 @@ from typing import Any
 
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..messages import AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, UnknownAccount
 from .accounts import accounts_blueprint
@@ -66,7 +66,11 @@ def create_app(service: Any) -> QuartTrio:
         message = error.description or error.name
         if error.code == 413:
             message = f"the body is larger than {service.settings.server.max_body_bytes} bytes"
-        return json_response({"error": {"code": code, "message": message, "field": None}}, error.code or 500)
+        headers = None
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:  # RFC 9110 §15.5.6: a 405 names them
+            headers = {"Allow": ", ".join(sorted(error.valid_methods))}
+        return json_response({"error": {"code": code, "message": message, "field": None}}, error.code or 500,
+                             headers)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
