@@ -47,7 +47,9 @@ from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
 
-ROOT = Path(__file__).resolve().parent.parent
+#: the directory that holds the ``actors`` package (a checkout, or site-packages once installed):
+#: the benchmark's subprocesses import the very copy that runs it
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 SECTIONS = ("http", "inprocess", "memory", "startup", "alarms", "feed")
 
 WRK_SCRIPT = r"""
@@ -140,12 +142,12 @@ def bench_http(quick: bool) -> dict[str, Any]:
     port_service, port_bare = _free_port(), _free_port()
     settings = work / "settings.yaml"
     settings.write_text(_settings_text(str(work / "bench.sqlite3"), accounts, port_service))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
     service = subprocess.Popen(_pinned([sys.executable, "-m", "actors.cli", "serve", "--settings", str(settings)], "0"),
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "w"))
+                               cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "w"))
     bare = subprocess.Popen(_pinned([sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-b",
                                      f"127.0.0.1:{port_bare}", "actors.tools.bench_bare:app"], "0"),
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "bare.log", "w"))
+                            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "bare.log", "w"))
     try:
         _wait_port(port_service)
         _wait_port(port_bare)
@@ -353,8 +355,8 @@ async def _startup(db: str, accounts: int) -> dict[str, Any]:
 def _in_subprocess(function: str, *args: Any) -> dict[str, Any]:
     code = (f"import json, trio, sys; from actors.tools import bench; "
             f"print(json.dumps(bench.{function}(*{args!r})))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)})
     if out.returncode != 0:
         return {"error": out.stderr[-2000:]}
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,9 +1,9 @@
 """Feed-ingest benchmark: how many market messages per second one venue feed decodes and publishes.
 
-``measure_feed_ingest(seconds)`` starts the fake exchange (``tests/fake_exchange``, so this runs
-from a source checkout) in its own process, as a real venue would be, connects one
-:func:`~actors.venues.feed.venue_feed` to it with a counting sink, and has the fake write
-bookTicker / markPrice@1s / depth20 frames, in turn, as fast as the socket takes them. The stages
+``measure_feed_ingest(seconds)`` starts the firehose venue (:mod:`actors.tools.firehose`) in its
+own process, as a real venue would be, connects one :func:`~actors.venues.feed.venue_feed` to it
+with a counting sink, and has the venue write bookTicker / markPrice@1s / depth20 frames, in
+turn, as fast as the socket takes them. The stages
 are also measured on their own, so the figure comes with a breakdown:
 
 * ``decode``: :func:`~actors.venues.parsing.parse_stream_message` alone, per message kind;
@@ -12,20 +12,18 @@ are also measured on their own, so the figure comes with a breakdown:
   transport's own ceiling: wsproto framing and trio-websocket's message channel);
 * ``end_to_end``: the real feed over loopback.
 
-Run it with ``python -m actors.tools.bench_feed [seconds]`` from the repository root.
+Run it with ``python -m actors.tools.bench_feed [seconds]``.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import os
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -39,6 +37,8 @@ from actors.venues.parsing import parse_stream_message
 from actors.venues.profiles import get_profile
 from actors.venues.rest import PublicRestClient
 from actors.venues.stream import stream_names
+
+from . import venue_market
 
 __all__ = ["measure_feed_ingest"]
 
@@ -65,24 +65,12 @@ class _CountingSink:
         pass
 
 
-def _fake_exchange_module() -> Any:
-    try:
-        import tests.fake_exchange as fake_exchange
-    except ImportError as exc:  # pragma: no cover - depends on how it is launched
-        raise RuntimeError(
-            "the feed benchmark needs the fake exchange from tests/; run it from the repository root"
-        ) from exc
-    return fake_exchange
-
-
 def _sample_frames(depth_levels: int) -> dict[str, bytes]:
-    """One frame of each market stream, as the fake exchange sends them."""
-    from tests.fake_exchange import _market as market  # the fake's payload builders
-
-    state = market.MarketState.from_specs(market.DEFAULT_SYMBOLS)
+    """One frame of each market stream, as the firehose venue sends them."""
+    state = venue_market.MarketState.from_specs(venue_market.DEFAULT_SYMBOLS)
     frames = {}
     for stream in stream_names(_SYMBOL, depth_levels=depth_levels, depth_speed="100ms"):
-        event = market.event_for_stream(stream, state.markets, 1_700_000_000_000)
+        event = venue_market.event_for_stream(stream, state.markets, 1_700_000_000_000)
         frames[stream.partition("@")[2].split("@")[0]] = msgspec.json.encode({"stream": stream, "data": event})
     return frames
 
@@ -148,14 +136,11 @@ async def _read_line(process: trio.Process) -> bytes:
 
 @asynccontextmanager
 async def _open_fake_venue_process(seconds: float) -> AsyncIterator[_FakeVenueProcess]:
-    """``python -m tests.fake_exchange --firehose BTCUSDT`` from the repository root."""
-    fake_exchange = _fake_exchange_module()
-    root = Path(fake_exchange.__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "tests.fake_exchange", "--firehose", _SYMBOL, "--firehose-seconds", str(seconds)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    """``python -m actors.tools.firehose``: the benchmark's venue, in a process of its own."""
+    command = [sys.executable, "-m", "actors.tools.firehose", "--symbol", _SYMBOL, "--seconds", str(seconds)]
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
-            functools.partial(trio.run_process, command, cwd=root, env=env, stdout=subprocess.PIPE, check=False)
+            functools.partial(trio.run_process, command, stdout=subprocess.PIPE, check=False)
         )
         try:
             with trio.fail_after(20):

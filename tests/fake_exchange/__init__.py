@@ -20,10 +20,10 @@ from ._exchange import WsCommand as WsCommand
 from ._exchange import WsSession as WsSession
 from ._exchange import open_fake_exchange as open_fake_exchange
 from ._faults import KINDS as FAULT_KINDS
-from ._http import HttpRequest as HttpRequest
-from ._http import HttpResponse as HttpResponse
-from ._market import DEFAULT_SYMBOLS as DEFAULT_SYMBOLS
-from ._market import SymbolSpec as SymbolSpec
+from actors.tools.loopback import HttpRequest as HttpRequest
+from actors.tools.loopback import HttpResponse as HttpResponse
+from actors.tools.venue_market import DEFAULT_SYMBOLS as DEFAULT_SYMBOLS
+from actors.tools.venue_market import SymbolSpec as SymbolSpec
 
 __all__ = [
     "DEFAULT_SYMBOLS",

@@ -4,10 +4,7 @@ Prints one JSON line ``{"rest_url": ..., "ws_url": ..., "accounts": {...}}`` onc
 serves until interrupted. ``--account NAME`` (repeatable) registers a funded trading account with
 generated HMAC keys, printed in ``accounts`` (test credentials of a fake venue, nothing real).
 
-Useful to point a local service at a fake venue, and for the feed benchmark, which runs the
-exchange in its own process (as a real venue would be) with ``--firehose``: as soon as a websocket
-subscribes to a stream of that symbol, the fake sends its streams as fast as the socket takes them
-for ``--firehose-seconds``, then prints ``{"firehose_sent": n}``.
+Useful to point a local service at a fake venue.
 """
 
 from __future__ import annotations
@@ -35,12 +32,6 @@ async def serve(args: argparse.Namespace) -> None:
             account = fake.add_account(name, wallet=args.wallet)
             accounts[name] = {"api_key": account.api_key, "api_secret": account.api_secret}
         _print_json({"rest_url": fake.rest_url, "ws_url": fake.ws_url, "accounts": accounts})
-        if args.firehose:
-            prefix = args.firehose.lower() + "@"
-            await fake.wait_until(lambda: any(s.startswith(prefix) for s in fake.subscriptions()))
-            await trio.sleep(0.05)  # let the rest of the subscription land
-            sent = await fake.blast(args.firehose, seconds=args.firehose_seconds)
-            _print_json({"firehose_sent": sent})
         await trio.sleep_forever()
 
 
@@ -50,8 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: an ephemeral port")
     parser.add_argument("--tick", type=float, default=0.0, help="push every symbol every N seconds")
-    parser.add_argument("--firehose", metavar="SYMBOL", help="blast this symbol's streams once subscribed")
-    parser.add_argument("--firehose-seconds", type=float, default=3.0)
     parser.add_argument("--account", action="append", default=[], help="register a trading account (HMAC keys)")
     parser.add_argument("--wallet", default="10000", help="USDT wallet balance of each --account")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Final, Literal
 
-from ._market import SymbolSpec, wire
+from actors.tools.venue_market import SymbolSpec, wire
 
 Side = Literal["BUY", "SELL"]
 ZERO: Final = Decimal(0)

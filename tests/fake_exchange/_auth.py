@@ -36,7 +36,7 @@ from eth_account.messages import encode_typed_data
 
 from ._accounts import Account, is_api_key
 from ._errors import VenueError, invalid, missing
-from ._http import HttpRequest
+from actors.tools.loopback import HttpRequest
 
 Security = Literal["SIGNED", "USER_STREAM"]
 

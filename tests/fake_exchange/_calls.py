@@ -10,8 +10,8 @@ from ._accounts import Account, Order
 from ._algo import AlgoService
 from ._engine import Engine
 from ._errors import VenueError, invalid, missing
-from ._http import HttpRequest
-from ._market import Flavour, SymbolSpec
+from actors.tools.loopback import HttpRequest
+from actors.tools.venue_market import Flavour, SymbolSpec
 from ._timers import Timers
 from ._user_stream import UserStreams
 

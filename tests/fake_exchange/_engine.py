@@ -36,7 +36,7 @@ from . import _margin as margin
 from . import _payloads as payloads
 from ._accounts import CONDITIONAL_TYPES, ZERO, Account, Income, Order, Trade
 from ._errors import VenueError
-from ._market import Flavour, MarketState, SymbolMarket, SymbolSpec, wire
+from actors.tools.venue_market import Flavour, MarketState, SymbolMarket, SymbolSpec, wire
 from ._validation import OrderRequest
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ._http import HttpResponse
+from actors.tools.loopback import HttpResponse
 
 _encode = msgspec.json.Encoder().encode
 

@@ -36,10 +36,10 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from . import _market as market
+from actors.tools import venue_market as market
 from ._faults import WriteFaults
-from ._http import DropConnection, HttpRequest, HttpResponse, WebSocketUpgrade, serve_connection
-from ._market import Flavour, MarketState, SymbolSpec
+from actors.tools.loopback import DropConnection, HttpRequest, HttpResponse, WebSocketUpgrade, serve_connection
+from actors.tools.venue_market import Flavour, MarketState, SymbolSpec
 from ._market_ws import MALFORMED_FRAMES, MarketWebsockets, WsCommand, WsSession
 from ._public import PublicRoutes, error, public_weight
 from ._trading import TradingSide, route_table

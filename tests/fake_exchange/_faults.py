@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._errors import MESSAGES, VenueError
-from ._http import HttpRequest, HttpResponse
+from actors.tools.loopback import HttpRequest, HttpResponse
 
 _PLACED_BY_DEFAULT: Final = frozenset({"timeout", "drop", "503"})
 KINDS: Final = ("timeout", "drop", "503", "unavailable", "5xx", "429", "418")

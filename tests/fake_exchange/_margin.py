@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from ._accounts import ZERO, Account, Order, Position
-from ._market import SymbolSpec
+from actors.tools.venue_market import SymbolSpec
 
 
 def bracket_for(spec: SymbolSpec, notional: Decimal) -> tuple[Decimal, Decimal]:

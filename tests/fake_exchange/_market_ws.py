@@ -1,7 +1,7 @@
 """Market-data websockets of the fake: raw ``/ws/<stream>`` and combined ``/stream?streams=`` sessions.
 
 Live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS, pings, malformed frames on demand, and a
-firehose for benchmarks. A mixin of :class:`FakeExchange` (see ``_exchange.py``).
+A mixin of :class:`FakeExchange` (see ``_exchange.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ import trio
 import wsproto
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
-from . import _market as market
-from ._http import WebSocketUpgrade
-from ._market import MarketState
+from actors.tools.loopback import WebSocketUpgrade
+from actors.tools.venue_market import MarketState
 
-_E_SENTINEL: Final = 987_654_321_987_654
-_U_SENTINEL: Final = 876_543_219_876_543
 _encode = msgspec.json.Encoder().encode
 
 #: frames that :meth:`FakeExchange.send_malformed` sends: each must be counted as malformed
@@ -124,54 +121,6 @@ class MarketWebsockets:
     def commands(self, method: str | None = None) -> list[WsCommand]:
         return [c for c in self.ws_commands if method is None or c.method == method]
 
-    # -- firehose (benchmarks) --------------------------------------------------------------
-
-    async def blast(self, symbol: str, *, seconds: float, batch: int = 256) -> int:
-        """Send the market streams of ``symbol`` as fast as the sockets take them.
-
-        Frames are pre-encoded (only ``E`` and ``u`` change) and written in batches straight to
-        every subscribed combined-stream session. Returns the number of frames sent.
-        """
-        deadline = trio.current_time() + seconds
-        sent = 0
-        while trio.current_time() < deadline:
-            templates = self._frame_templates(symbol)
-            if not templates:
-                await trio.sleep(0.01)
-                continue
-            base = self._last_event_ms + 1
-            self._last_event_ms = base + batch
-            for session, session_templates in templates:
-                frames = b"".join(
-                    _text_frame(session_templates[i % len(session_templates)] % {b"E": base + i, b"u": base + i})
-                    for i in range(batch)
-                )
-                if await session.send_raw(frames, batch):
-                    sent += batch
-        return sent
-
-    def _frame_templates(self, symbol: str) -> list[tuple[WsSession, list[bytes]]]:
-        """Per combined session, one bytes %-template per subscribed stream of ``symbol``."""
-        prefix = symbol.lower() + "@"
-        out = []
-        for session in list(self.sessions.values()):
-            if not session.combined:
-                continue
-            templates = []
-            for stream in sorted(s for s in session.streams if s.startswith(prefix)):
-                event = market.event_for_stream(stream, self.state.markets, 0)
-                if event is None:
-                    continue
-                event["E"] = _E_SENTINEL
-                if "u" in event:
-                    event["u"] = _U_SENTINEL
-                text = _encode({"stream": stream, "data": event}).replace(b"%", b"%%")
-                text = text.replace(b"%d" % _E_SENTINEL, b"%(E)d").replace(b"%d" % _U_SENTINEL, b"%(u)d")
-                templates.append(text)
-            if templates:
-                out.append((session, templates))
-        return out
-
     # -- sessions ---------------------------------------------------------------------------
 
     async def serve_market_websocket(self, upgrade: WebSocketUpgrade) -> None:
@@ -258,15 +207,3 @@ class MarketWebsockets:
             reply = {"code": 2, "msg": f"Invalid request: unknown method {request.method!r}", "id": request.id}
         await session.send_text(_encode(reply).decode())
         self._notify()
-
-
-def _text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented server text frame (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 65_536:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + payload

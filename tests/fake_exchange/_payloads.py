@@ -25,7 +25,7 @@ from ._accounts import (
     price_text,
     qty_text,
 )
-from ._market import Flavour, SymbolSpec, wire
+from actors.tools.venue_market import Flavour, SymbolSpec, wire
 
 OrderView = Literal["new", "cancel", "query"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import _market as market
+from actors.tools import venue_market as market
 from ._errors import json_response
-from ._http import HttpRequest, HttpResponse
-from ._market import Flavour, MarketState
+from actors.tools.loopback import HttpRequest, HttpResponse
+from actors.tools.venue_market import Flavour, MarketState
 
 Route = Callable[[HttpRequest], Awaitable[HttpResponse]]
 

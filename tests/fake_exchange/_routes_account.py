@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from . import _margin as margin
-from . import _market as market
+from actors.tools import venue_market as market
 from . import _payloads as payloads
 from ._accounts import ZERO, Account, Position, avg_text, money, qty_text
 from ._calls import Call

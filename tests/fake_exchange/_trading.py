@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from . import _market as market
+from actors.tools import venue_market as market
 from . import _routes_account as accounts
 from . import _routes_orders as orders
 from ._algo import AlgoService
@@ -26,8 +26,8 @@ from ._auth import Authenticator
 from ._calls import Api, Call, Handler, Venue
 from ._engine import Engine
 from ._errors import VenueError, json_response
-from ._http import HttpRequest, HttpResponse
-from ._market import Flavour, MarketState
+from actors.tools.loopback import HttpRequest, HttpResponse
+from actors.tools.venue_market import Flavour, MarketState
 from ._timers import Timers
 from ._user_stream import UserStreams
 

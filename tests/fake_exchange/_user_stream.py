@@ -32,8 +32,8 @@ from wsproto.events import CloseConnection, Ping, TextMessage
 from . import _payloads as payloads
 from ._accounts import Account, ListenKey
 from ._errors import VenueError
-from ._http import HttpResponse, WebSocketUpgrade
-from ._market import Flavour
+from actors.tools.loopback import HttpResponse, WebSocketUpgrade
+from actors.tools.venue_market import Flavour
 from ._timers import Timers
 
 log = logging.getLogger("tests.fake_exchange")

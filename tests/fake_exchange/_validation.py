@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from ._accounts import ZERO, Side
 from ._errors import VenueError, invalid, missing, not_required
-from ._market import Flavour, SymbolSpec
+from actors.tools.venue_market import Flavour, SymbolSpec
 
 Endpoint = Literal["order", "algo"]
 

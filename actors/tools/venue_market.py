@@ -1,4 +1,5 @@
-"""The fake exchange's market: symbols, scripted books and marks, and their wire payloads.
+"""A fake venue's market: symbols, scripted books and marks, and their wire payloads (used by the
+feed benchmark's firehose venue and the test suite's fake exchange).
 
 Payload shapes follow the official examples (``reference/payloads``): Aster and Binance share
 them, with the small differences of each flavour (Aster lists ``MAX_NUM_ALGO_ORDERS`` and the

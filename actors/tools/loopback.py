@@ -1,8 +1,10 @@
-"""A small HTTP/1.1 + websocket server on trio: h11 for requests, wsproto for upgraded sockets.
+"""A small HTTP/1.1 + websocket server on trio for fake venues: h11 for requests, wsproto for
+upgraded sockets.
 
-Written for the fake exchange: keep-alive HTTP with JSON bodies, and websocket upgrades handed to
-a session handler together with the raw stream (so that tests can drop a socket abruptly or
-write pre-encoded frames).
+Keep-alive HTTP with JSON bodies, and websocket upgrades handed to a session handler together with
+the raw stream (so that a test can drop a socket abruptly, or a benchmark write pre-encoded
+frames). The feed benchmark's firehose venue runs on it, and so does the test suite's fake
+exchange.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import wsproto.utilities
 from wsproto.connection import ConnectionType
 from wsproto.utilities import generate_accept_token
 
-log = logging.getLogger("tests.fake_exchange")
+log = logging.getLogger("actors.tools.loopback")
 
 _MAX_BODY: Final = 1 << 20
 

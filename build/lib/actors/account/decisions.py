@@ -1,0 +1,165 @@
+"""How an account executes a decision: gate, order, venue, protection, stored result.
+
+With a write-ahead adapter the decision row (``pending``), its audit row and the order's intent
+are committed before the order is sent; the venue's answer is committed before the protection is
+placed; the final result then replaces the pending one. With the paper venue all of it commits in
+one round at the end (its answers are local and immediate).
+
+Idempotency: recent ids are answered from memory; an older one is caught by the unique index on
+(account, decision id) when the decision's first commit is refused, before anything of it is
+applied. With a write-ahead adapter that commit comes before the venue is called, so a resent id
+never reaches the venue; with the paper venue the simulated venue's provisional effects are
+undone. A new decision (the common case) costs no extra database round.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from ..domain import planner
+from ..domain.book import Changes, DecisionEntry, marks_of
+from ..domain.decisions import Decision
+from ..domain.events import DecisionRejected
+from ..domain.risk import Rejection, RiskVerdict
+from ..domain.views import DecisionResult, fill_view
+from ..messages import DecisionConflict, SubmitDecision
+from ..persistence.queries import stored_decision
+
+if TYPE_CHECKING:
+    from .actor import AccountActor
+
+RECENT_DECISIONS = 256
+_encode = msgspec.json.Encoder(decimal_format="string").encode
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the test-only fault hook."""
+
+
+async def decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
+    decision = msg.decision
+    cached = actor.recent.get(decision.decision_id)
+    if cached is not None:
+        return _replay_stored(decision.decision_id, cached, msg.fingerprint)
+    if actor.crash_next_decision:
+        actor.crash_next_decision = False
+        raise InjectedCrash(f"injected crash in account {actor.account_id} while handling a decision")
+    board = actor.ctx.market
+    market = planner.MarketContext(instrument=board.instrument(decision.symbol), quote=board.quote(decision.symbol),
+                                   mark_of=marks_of(board))
+    changes = actor.changes()
+    verdict = planner.gate(changes, decision, market, actor.service_context())
+    if not verdict.accepted:
+        assert verdict.rejection is not None
+        result = planner.reject(changes, decision, verdict.rejection, verdict.checks, market.mark_of)
+        return await _store(actor, msg, changes, result)
+    assert market.instrument is not None and market.quote is not None
+    planned = planner.plan_order(changes, decision, verdict, market.instrument, market.quote)
+    if isinstance(planned, Rejection):
+        result = planner.reject(changes, decision, planned, verdict.checks, market.mark_of)
+        return await _store(actor, msg, changes, result)
+    write_ahead = actor.adapter.write_ahead
+    if write_ahead:
+        pending = planner.result(changes, decision, "pending", market.mark_of, order=planned.order)
+        changes.decision = DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, "pending",
+                                         _encode(pending), insert=True)
+        planner.audit(changes, decision.decision_id, verdict.checks, None)
+    try:
+        with trio.CancelScope() as work:
+            actor.mailbox.work_scope = work
+            try:
+                result = await _execute(actor, changes, decision, verdict, planned, market)
+            finally:
+                actor.mailbox.work_scope = None
+    except sqlite3.IntegrityError:  # the intent's commit refused a resent id: nothing was sent
+        return await _stored(actor, msg)
+    if work.cancelled_caught:  # by an emergency close-all
+        if write_ahead:  # the intent is durable and may have reached the venue: it stays pending
+            return await _stored(actor, msg)
+        await actor.adapter.settle(committed=False)
+        changes = actor.changes()
+        result = planner.reject(changes, decision, Rejection(
+            code="CANCELLED", message="cancelled by an emergency close-all before it was executed",
+        ), (), market.mark_of)
+    return await _store(actor, msg, changes, result, inserted=write_ahead and not work.cancelled_caught)
+
+
+async def _execute(actor: AccountActor, changes: Changes, decision: Decision, verdict: RiskVerdict,
+                   planned: planner.PlannedOrder, market: planner.MarketContext) -> DecisionResult:
+    write_ahead = actor.adapter.write_ahead
+    execution = await actor.send(changes, planned)
+    order = execution.order
+    if order.status == "REJECTED":
+        rejection = planner.venue_rejection(order)
+        if write_ahead:  # the gate's audit row went with the intent
+            changes.emit(DecisionRejected(decision_id=decision.decision_id, code=rejection.code,
+                                                  message=rejection.message))
+            return planner.result(changes, decision, "rejected", market.mark_of, order=order, rejection=rejection)
+        return planner.reject(changes, decision, rejection, verdict.checks, market.mark_of, order=order)
+    status = planner.decision_status(order)
+    if status == "pending":  # no answer from the venue yet: asked again until it settles
+        return planner.result(changes, decision, "pending", market.mark_of, order=order)
+    planner.accept(changes, decision, None if write_ahead else verdict, at=_first_event_of(changes, order.id))
+    # the position after this order's fills (closed ones included: a write-ahead checkpoint has
+    # already moved them out of the book), else the one the order left as it was
+    position = execution.position or changes.position(decision.symbol)
+    if execution.fills:
+        planner.start_cooldown(changes)
+        if (order.type == "MARKET" and decision.action == "open" and position is not None
+                and (decision.take_profit is not None or decision.stop_loss is not None)):
+            position = await actor.protect(changes, position, decision.take_profit, decision.stop_loss,
+                                           decision_id=decision.decision_id)
+    position = changes.position(decision.symbol) or position
+    return planner.result(changes, decision, planner.decision_status(order), market.mark_of, order=order,
+                          fills=[fill_view(f) for f in execution.fills], position=position)
+
+
+def _first_event_of(changes: Changes, order_id: str) -> int:
+    """Where the order's own events start (``decision.accepted`` goes before them)."""
+    for index, event in enumerate(changes.events):
+        if getattr(event, "order_id", None) == order_id:
+            return index
+    return len(changes.events)
+
+
+async def _store(actor: AccountActor, msg: SubmitDecision, changes: Changes, result: DecisionResult, *,
+                 inserted: bool = False) -> bytes:
+    """Commit the result with what the decision changed (it replaces the pending result when the
+    decision row went in with the intent); answer it."""
+    decision = msg.decision
+    encoded = _encode(result)
+    changes.decision = DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, result.status,
+                                     encoded, insert=not inserted)
+    try:
+        await actor.commit(changes)
+    except sqlite3.IntegrityError:
+        return await _stored(actor, msg)
+    if result.status != "pending":  # a pending result is replaced once the venue answers
+        _remember(actor, decision.decision_id, msg.fingerprint, encoded)
+    return encoded
+
+
+async def _stored(actor: AccountActor, msg: SubmitDecision) -> bytes:
+    """The result stored for this decision id (a resent id, or one still pending at the venue)."""
+    decision_id = msg.decision.decision_id
+    stored = await actor.ctx.persistence.call(stored_decision, actor.account_id, decision_id)
+    if stored is None:
+        raise RuntimeError(f"decision {decision_id} was refused as a duplicate but is not stored")
+    return _replay_stored(decision_id, stored, msg.fingerprint)
+
+
+def _replay_stored(decision_id: str, stored: tuple[str, bytes], fingerprint: str) -> bytes:
+    if stored[0] != fingerprint:
+        raise DecisionConflict(f"decision_id {decision_id!r} was already used with a different body")
+    return stored[1]
+
+
+def _remember(actor: AccountActor, decision_id: str, fingerprint: str, encoded: bytes) -> None:
+    recent = actor.recent
+    recent[decision_id] = (fingerprint, encoded)
+    if len(recent) > RECENT_DECISIONS:
+        recent.popitem(last=False)

@@ -1,0 +1,96 @@
+"""The HTTP front door: a small Quart-Trio app whose routes are grouped in blueprints
+(``decisions``, ``accounts``, ``operations``) and share one set of error handlers.
+
+Routes are thin: parse, send the account's actor a message (or read its committed snapshot),
+answer. Every error body is ``{"error": {"code", "message", "field"}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from ..messages import AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, UnknownAccount
+from .accounts import accounts_blueprint
+from .common import json_response
+from .decisions import decisions_blueprint
+from .errors import APIError
+from .faults import faults_enabled, faults_blueprint
+from .operations import operations_blueprint
+
+log = logging.getLogger("actors.http")
+
+
+def create_app(service: Any) -> QuartTrio:
+    """Build the app around a running service (supervisor, reader, markets, bus, settings)."""
+    app = QuartTrio("execd")
+    app.config["MAX_CONTENT_LENGTH"] = service.settings.server.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    token = os.environ.get("EXECD_API_TOKEN")
+
+    @app.errorhandler(APIError)
+    async def _api_error(error: APIError) -> Response:
+        return json_response(error.payload(), error.status, error.headers)
+
+    @app.errorhandler(UnknownAccount)
+    async def _unknown_account(error: UnknownAccount) -> Response:
+        return await _api_error(APIError(404, "UNKNOWN_ACCOUNT", f"no account {error.account_id!r}"))
+
+    @app.errorhandler(AccountUnavailable)
+    async def _unavailable(error: AccountUnavailable) -> Response:
+        retry = str(max(1, int(round(error.retry_after))))
+        return await _api_error(APIError(503, "ACCOUNT_UNAVAILABLE", str(error), headers={"Retry-After": retry}))
+
+    @app.errorhandler(ActorCrashed)
+    async def _crashed(error: ActorCrashed) -> Response:
+        return await _api_error(APIError(503, "ACCOUNT_RESTARTING", f"{error}; retry with the same id",
+                                         headers={"Retry-After": "1"}))
+
+    @app.errorhandler(DecisionConflict)
+    async def _conflict(error: DecisionConflict) -> Response:
+        return await _api_error(APIError(409, "IDEMPOTENCY_CONFLICT", str(error), field="decision_id"))
+
+    @app.errorhandler(CommandRefused)
+    async def _refused(error: CommandRefused) -> Response:
+        return await _api_error(APIError(error.status, error.code, error.message, field=error.field))
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "BODY_TOO_LARGE"}.get(error.code or 500, "HTTP_ERROR")
+        message = error.description or error.name
+        if error.code == 413:
+            message = f"the body is larger than {service.settings.server.max_body_bytes} bytes"
+        headers = None
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:  # RFC 9110 §15.5.6: a 405 names them
+            headers = {"Allow": ", ".join(sorted(error.valid_methods))}
+        return json_response({"error": {"code": code, "message": message, "field": None}}, error.code or 500,
+                             headers)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_response({"error": {"code": "INTERNAL", "message": "internal error; see the service log",
+                                        "field": None}}, 500)
+
+    @app.before_request
+    async def _authenticate() -> None:
+        if token is None or not request.path.startswith("/v1/"):
+            return
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise APIError(401, "UNAUTHENTICATED", "missing bearer token (Authorization: Bearer ...)")
+        if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode()):
+            raise APIError(403, "FORBIDDEN", "invalid token")
+
+    app.register_blueprint(decisions_blueprint(service))
+    app.register_blueprint(accounts_blueprint(service))
+    app.register_blueprint(operations_blueprint(service))
+    if faults_enabled():
+        app.register_blueprint(faults_blueprint(service))
+    return app

@@ -1,0 +1,76 @@
+"""Operations: ``/health``, ``/ready``, ``/metrics``, ``/openapi.json`` and the event stream
+(``GET /v1/events``, a websocket resumable with ``?after=<seq>``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from quart import Blueprint, Response, websocket
+
+from ..persistence import CommittedEvent
+from .common import json_response
+from .openapi import OPENAPI
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def operations_blueprint(service: Any) -> Blueprint:
+    bp = Blueprint("operations", __name__)
+    supervisor = service.supervisor
+
+    @bp.websocket("/v1/events")
+    async def events_socket() -> None:
+        after_raw = websocket.args.get("after", "0")
+        try:
+            after = int(after_raw)
+        except ValueError:
+            await websocket.close(1008, "after must be an integer sequence number")
+            return
+        bus = service.bus
+        live = bus.subscribe()
+        try:
+            while True:  # the backlog from the outbox first, then the live events after it
+                backlog = await bus.history(after, 1000)
+                for row in backlog:
+                    event = CommittedEvent(seq=row["seq"], type=row["type"], account_id=row["account_id"],
+                                           is_paper=bool(row["is_paper"]), ts=row["ts"],
+                                           payload_json=msgspec.Raw(row["payload"].encode()))
+                    await websocket.send(_encoder.encode(event).decode())
+                    after = event.seq
+                if len(backlog) < 1000:
+                    break
+            async for event in live:
+                if event.seq <= after:
+                    continue
+                await websocket.send(_encoder.encode(event).decode())
+                after = event.seq
+        finally:
+            bus.unsubscribe(live)
+
+    @bp.get("/health")
+    async def health() -> Response:
+        return json_response({
+            "status": "ok" if not supervisor.draining else "draining",
+            "feeds": [market.health() for market in service.markets.values()],
+            "accounts": {state: sum(1 for s in supervisor.slots.values() if s.status == state)
+                         for state in ("starting", "running", "restarting", "failed", "stopped")},
+            "global_trading_state": supervisor.global_state,
+        })
+
+    @bp.get("/ready")
+    async def ready() -> Response:
+        problems = service.readiness_problems()
+        if problems:
+            return json_response({"ready": False, "problems": problems}, 503)
+        return json_response({"ready": True})
+
+    @bp.get("/metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics_text(), content_type="text/plain; version=0.0.4")
+
+    @bp.get("/openapi.json")
+    async def openapi() -> Response:
+        return json_response(OPENAPI)
+
+    return bp

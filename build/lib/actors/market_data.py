@@ -1,0 +1,288 @@
+"""The market-data actor of one venue: sole writer of its quote board and price-alarm index.
+
+A *source* feeds it: the offline ``sim`` market on a timer, a ``replay`` file, or a live venue
+feed (websocket + REST fallback). Whatever the source, quotes land on the same board through the
+same :class:`FeedSink` methods, and the same alarm index is checked on every update.
+
+Readers (account actors, the HTTP front door) read the board through :class:`MarketData`'s
+read-only methods. Accounts register and cancel alarms by message. A fired alarm is delivered to
+its account with ``send_nowait`` (market data never blocks on a slow account); a drop is counted,
+and the account's periodic re-check of its triggers covers it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+from .clock import ServiceClock
+from .domain.alarms import Alarm, AlarmIndex
+from .domain.market import Instrument, MarkPrice, OrderBook, Quote
+from .messages import AcquireSymbol, AlarmFired, ReleaseSymbol, SymbolCommand
+
+log = logging.getLogger("actors.market_data")
+
+
+class AddAlarm(msgspec.Struct, frozen=True, tag=True):
+    alarm: Alarm
+    check_now: bool = True  # False: first check on the next update (e.g. a limit order whose
+    # crossing liquidity it already took from the current book)
+
+
+class CancelAlarms(msgspec.Struct, frozen=True, tag=True):
+    alarm_ids: tuple[str, ...]
+
+
+class CancelAccountAlarms(msgspec.Struct, frozen=True, tag=True):
+    account_id: str
+
+
+MarketCommand = AddAlarm | CancelAlarms | CancelAccountAlarms | AcquireSymbol | ReleaseSymbol
+
+
+class AlarmSink(Protocol):
+    """Where an account's fired alarms go: its mailbox's venue path (never blocks)."""
+
+    def post_venue(self, message: AlarmFired) -> bool: ...
+
+
+class FeedHealth(msgspec.Struct, kw_only=True):
+    """What /health shows of a venue's market data, whatever its source (sim, replay, live)."""
+
+    state: str = "connecting"
+    detail: str = ""
+    last_message_at: float | None = None
+    messages: int = 0
+
+
+class MarketData:
+    """Handle of a market-data actor: read-only views plus the command channel."""
+
+    def __init__(self, venue: str, clock: ServiceClock, commands: trio.MemorySendChannel[MarketCommand]) -> None:
+        self.venue = venue
+        self._clock = clock
+        self._commands = commands
+        self._quotes: dict[str, Quote] = {}
+        self._early_marks: dict[str, MarkPrice] = {}
+        self._holders: dict[str, set[str]] = {}
+        self._settlements: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
+        self._instruments: dict[str, Instrument] = {}
+        self._alarm_sinks: dict[str, AlarmSink] = {}
+        self.alarms = AlarmIndex()
+        self.status = FeedHealth()
+        self.counters: Counter[str] = Counter()
+        self.ready = trio.Event()
+
+    # ---- read-only views (any task)
+
+    def quote(self, symbol: str) -> Quote | None:
+        return self._quotes.get(symbol)
+
+    def instrument(self, symbol: str) -> Instrument | None:
+        return self._instruments.get(symbol)
+
+    def settlement(self, symbol: str, funding_time_ms: int) -> tuple[Decimal, Decimal] | None:
+        """(mark, funding rate) in force at a funding time this actor saw pass, if it did."""
+        return self._settlements.get(symbol, {}).get(funding_time_ms)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._instruments)
+
+    def health(self) -> dict[str, Any]:
+        now = self._clock.now()
+        age = None if self.status.last_message_at is None else round(now - self.status.last_message_at, 3)
+        return {
+            "venue": self.venue,
+            "state": self.status.state,
+            "detail": self.status.detail,
+            "last_message_age_seconds": age,
+            "symbols": len(self._quotes),
+            "alarms": len(self.alarms),
+            "alarms_dropped": self.counters["alarms_dropped"],
+            "malformed": self.counters["malformed"],
+        }
+
+    def is_fresh(self, max_age: float) -> bool:
+        now = self._clock.now()
+        return bool(self._quotes) and all(q.age(now) <= max_age for q in self._quotes.values())
+
+    # ---- commands (by message, processed by the actor)
+
+    async def add_alarm(self, alarm: Alarm, *, check_now: bool = True) -> None:
+        await self._commands.send(AddAlarm(alarm, check_now))
+
+    async def cancel_alarms(self, *alarm_ids: str) -> None:
+        if alarm_ids:
+            await self._commands.send(CancelAlarms(tuple(alarm_ids)))
+
+    async def cancel_account_alarms(self, account_id: str) -> None:
+        await self._commands.send(CancelAccountAlarms(account_id))
+
+    async def acquire(self, symbol: str, holder: str) -> None:
+        """``holder`` (an account) needs ``symbol`` live; idempotent per holder, so an actor that
+        restarts and acquires again does not leak a reference."""
+        holders = self._holders.setdefault(symbol, set())
+        if holder in holders:
+            return
+        holders.add(holder)
+        if len(holders) == 1:
+            await self._commands.send(AcquireSymbol(symbol))
+
+    async def release(self, symbol: str, holder: str) -> None:
+        holders = self._holders.get(symbol)
+        if not holders or holder not in holders:
+            return
+        holders.discard(holder)
+        if not holders:
+            del self._holders[symbol]
+            await self._commands.send(ReleaseSymbol(symbol))
+
+    def register_account(self, account_id: str, sink: AlarmSink) -> None:
+        """Where this account's fired alarms go (its supervisor-owned mailbox)."""
+        self._alarm_sinks[account_id] = sink
+
+    def unregister_account(self, account_id: str) -> None:
+        self._alarm_sinks.pop(account_id, None)
+
+    # ---- the FeedSink side (called only from the actor's own tasks)
+
+    def set_instruments(self, instruments: dict[str, Instrument]) -> None:
+        self._instruments.update(instruments)
+
+    def publish_book(self, book: OrderBook) -> None:
+        previous = self._quotes.get(book.symbol)
+        if not book.depth and previous is not None and previous.book.depth and book.bids and book.asks:
+            book = _refresh_top(previous.book, book)
+        mark = previous.mark if previous is not None else self._early_marks.pop(book.symbol, None)
+        self._quotes[book.symbol] = Quote(symbol=book.symbol, book=book, mark=mark, last_price=book.mid)
+        self._touch(book.received_at)
+        if book.bids:
+            self._fire(book.symbol, "bid", book.bids[0][0])
+        if book.asks:
+            self._fire(book.symbol, "ask", book.asks[0][0])
+        if book.mid is not None:
+            self._fire(book.symbol, "last", book.mid)
+
+    def publish_mark(self, mark: MarkPrice) -> None:
+        previous = self._quotes.get(mark.symbol)
+        if previous is None:  # kept until the symbol's first book arrives
+            self._early_marks[mark.symbol] = mark
+            self._touch(mark.received_at)
+            return
+        if previous.mark is not None and 0 < previous.mark.next_funding_ms <= mark.venue_ms:
+            # the venue crossed a funding time: remember the mark and rate in force at it
+            settlements = self._settlements.setdefault(mark.symbol, {})
+            settlements[previous.mark.next_funding_ms] = (previous.mark.mark, previous.mark.funding_rate)
+            while len(settlements) > 16:
+                settlements.pop(min(settlements))
+        self._quotes[mark.symbol] = msgspec.structs.replace(previous, mark=mark)
+        self._touch(mark.received_at)
+        self._fire(mark.symbol, "mark", mark.mark)
+
+    def set_feed_state(self, state: str, detail: str = "") -> None:
+        if state != self.status.state:
+            log.info("%s feed: %s %s", self.venue, state, detail)
+        self.status.state = state
+        self.status.detail = detail
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def _touch(self, received_at: float) -> None:
+        self.status.last_message_at = received_at
+        self.status.messages += 1
+
+    def _fire(self, symbol: str, price_type: str, price: Decimal) -> None:
+        for alarm in self.alarms.on_price(symbol, price_type, price):
+            sink = self._alarm_sinks.get(alarm.account_id)
+            if sink is None:
+                self.counters["alarms_orphaned"] += 1
+                continue
+            message = AlarmFired(
+                alarm_id=alarm.alarm_id, symbol=symbol, kind=alarm.kind, ref=alarm.ref,
+                threshold=alarm.threshold, price=price,
+            )
+            if sink.post_venue(message):
+                self.counters["alarms_fired"] += 1
+            else:
+                self.counters["alarms_dropped"] += 1
+
+    def _handle(self, command: MarketCommand) -> None:
+        match command:
+            case AddAlarm(alarm, check_now):
+                self.alarms.add(alarm)
+                quote = self._quotes.get(alarm.symbol)
+                if quote is not None and check_now:  # already crossed: fire at once rather than on the next tick
+                    price = _price_of(quote, alarm.price_type)
+                    if price is not None:
+                        self._fire(alarm.symbol, alarm.price_type, price)
+            case CancelAlarms(alarm_ids):
+                for alarm_id in alarm_ids:
+                    self.alarms.cancel(alarm_id)
+            case CancelAccountAlarms(account_id):
+                self.alarms.cancel_account(account_id)
+            case AcquireSymbol() | ReleaseSymbol():
+                pass  # handled by sources that subscribe per symbol (see live feeds)
+
+
+def _refresh_top(depth: OrderBook, top: OrderBook) -> OrderBook:
+    """A real-time top of book (bookTicker) over the last partial-depth snapshot: the new best
+    levels, then the snapshot's deeper levels that the new top has not crossed."""
+    best_bid, best_ask = top.bids[0], top.asks[0]
+    return OrderBook(
+        symbol=top.symbol,
+        bids=(best_bid,) + tuple(level for level in depth.bids if level[0] < best_bid[0]),
+        asks=(best_ask,) + tuple(level for level in depth.asks if level[0] > best_ask[0]),
+        venue_ms=top.venue_ms, received_at=top.received_at, depth=True, update_id=top.update_id,
+    )
+
+
+def _price_of(quote: Quote, price_type: str) -> Decimal | None:
+    if price_type == "mark":
+        return quote.mark.mark if quote.mark is not None else None
+    if price_type == "bid":
+        return quote.book.best_bid
+    if price_type == "ask":
+        return quote.book.best_ask
+    return quote.book.mid
+
+
+Source = Callable[..., Awaitable[None]]
+
+
+async def market_data_actor(
+    venue: str,
+    source: Source,
+    clock: ServiceClock,
+    *,
+    command_buffer: int = 4096,
+    task_status: trio.TaskStatus[MarketData] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``source(handle, symbol_commands, task_status=...)`` and serve alarm commands.
+
+    The source must publish instruments and a first quote for each symbol before it reports
+    started, so that the actor is ready with data when ``nursery.start`` returns.
+    """
+    send, receive = trio.open_memory_channel[MarketCommand](command_buffer)
+    handle = MarketData(venue, clock, send)
+    symbol_send, symbol_receive = trio.open_memory_channel[SymbolCommand](command_buffer)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source, handle, symbol_receive)
+        handle.ready.set()
+        task_status.started(handle)
+        async with receive, symbol_send:
+            async for command in receive:
+                if isinstance(command, (AcquireSymbol, ReleaseSymbol)):
+                    try:
+                        symbol_send.send_nowait(command)
+                    except trio.WouldBlock:
+                        await symbol_send.send(command)
+                handle._handle(command)
+        nursery.cancel_scope.cancel()

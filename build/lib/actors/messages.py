@@ -1,0 +1,198 @@
+"""Inter-actor messages: frozen msgspec Structs, one union per inbox.
+
+Commands are imperative (``SubmitDecision``), events past tense (``AlarmFired``). A request that
+needs an answer travels inside an :class:`Envelope` that carries its :class:`Reply` slot beside the
+payload, so the payload itself stays a plain serializable value.
+
+Directions:
+
+* front door -> account (inbox, one at a time): :data:`AccountCommand`
+* front door / supervisor -> account (priority path, never behind decisions): :data:`ControlCommand`
+* venue -> account (priority path): :class:`AlarmFired` from the market-data actor for the paper
+  venue, user-data stream events for a live one; the account hands them to its adapter
+* account -> market data, market data -> venue feed: :data:`SymbolCommand`
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+import trio
+
+from .domain.decisions import Decision
+from .domain.risk import Rejection, TradingState
+
+__all__ = [
+    "AccountCommand", "AccountUnavailable", "ActorCrashed", "ActorState", "AcquireSymbol", "AlarmFired",
+    "CancelOrder", "CloseAll", "ControlCommand", "DecisionConflict", "Envelope", "InjectCrash", "Rejection",
+    "ReleaseSymbol", "Reply", "SetProtection", "SetTradingState", "SubmitDecision", "SymbolCommand",
+    "TradingState", "UnknownAccount", "UpdateRiskLimits",
+]
+
+T = TypeVar("T")
+
+ActorState = Literal["starting", "running", "restarting", "failed", "stopped"]
+
+
+class Reply(Generic[T]):
+    """A one-shot reply slot: the cheapest request/reply primitive in trio (an Event + a value)."""
+
+    __slots__ = ("_event", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, value: T) -> None:
+        if self._event.is_set():
+            return
+        self._value = value
+        self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self._event.is_set():
+            return
+        self._error = error
+        self._event.set()
+
+    async def wait(self) -> T:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- front door -> account (inbox)
+
+
+class SubmitDecision(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    decision: Decision
+    fingerprint: str
+    request_json: str
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    order_id: str
+
+
+class SetProtection(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    symbol: str
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+
+
+AccountCommand = SubmitDecision | CancelOrder | SetProtection
+
+
+# ---------------------------------------------------------------- control path (priority)
+
+
+class SetTradingState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    state: TradingState
+    reason: str | None = None
+    source: Literal["account", "global", "loss_limit"] = "account"
+
+
+class CloseAll(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    reason: str = "close_all"
+
+
+class UpdateRiskLimits(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Risk-limit overrides (DESIGN §6 names); the account merges and validates them."""
+
+    overrides: dict[str, Any]
+
+
+class InjectCrash(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Test-only fault hook: the actor raises when it handles this (or in its next decision)."""
+
+    where: Literal["now", "next_decision"] = "now"
+
+
+ControlCommand = SetTradingState | CloseAll | UpdateRiskLimits | InjectCrash
+
+
+# ---------------------------------------------------------------- venue -> account (priority)
+
+
+class AlarmFired(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """From the market-data actor: one of the paper venue's price alarms was crossed."""
+
+    alarm_id: str
+    symbol: str
+    kind: str
+    ref: str
+    threshold: Decimal
+    price: Decimal
+
+
+# ---------------------------------------------------------------- symbols (account -> market data -> feed)
+
+
+class AcquireSymbol(msgspec.Struct, frozen=True, tag=True):
+    """A consumer needs quotes of ``symbol`` (a feed subscribes on the first acquire)."""
+
+    symbol: str
+
+
+class ReleaseSymbol(msgspec.Struct, frozen=True, tag=True):
+    """A consumer no longer needs ``symbol`` (a feed unsubscribes on the last release)."""
+
+    symbol: str
+
+
+SymbolCommand = AcquireSymbol | ReleaseSymbol
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    """A message and where to answer it."""
+
+    msg: Any
+    reply: Reply[Any] | None = None
+    enqueued_at: float = 0.0
+
+
+# ---------------------------------------------------------------- refusals
+
+
+class AccountUnavailable(Exception):
+    """The account cannot take the message now (restarting, failed, inbox full, stopping)."""
+
+    def __init__(self, account_id: str, reason: str, retry_after: float = 1.0) -> None:
+        super().__init__(f"account {account_id} is unavailable: {reason}")
+        self.account_id = account_id
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class UnknownAccount(Exception):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no account {account_id!r}")
+        self.account_id = account_id
+
+
+class DecisionConflict(Exception):
+    """Same decision id, different body."""
+
+
+class ActorCrashed(Exception):
+    """The account actor crashed while handling this message; nothing of it was committed."""
+
+
+class CommandRefused(Exception):
+    """The account refused a command (an unknown order, an invalid level, an invalid limit);
+    ``code`` is stable, ``status`` the HTTP status it maps to."""
+
+    def __init__(self, code: str, message: str, *, status: int = 422, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.field = field

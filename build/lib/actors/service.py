@@ -1,0 +1,182 @@
+"""The service: the root nursery, the start order and graceful shutdown.
+
+Start order (each with ``nursery.start``, so the next starts only once the previous is ready):
+persistence → market data (one actor per venue in use) → event bus → supervisor (accounts loaded
+from the database) → HTTP front door (hypercorn.trio.serve).
+
+Shutdown (SIGINT/SIGTERM or :meth:`Service.request_stop`): the front door refuses new decisions
+(503), hypercorn stops accepting and lets in-flight requests finish, the supervisor closes every
+inbox so actors finish what is queued, the persistence actor commits what is left and checkpoints
+the WAL, then the rest (market data) is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from .clock import ServiceClock
+from .account.context import AdapterFactory
+from .events import EventBus
+from .execution import open_adapter
+from .http.app import create_app
+from .http.keepalive import KeepAliveGuard
+from .market_data import MarketData, market_data_actor
+from .persistence import Persistence, Reader, persistence_actor
+from .settings import Settings
+from .supervisor import Supervisor, supervisor_actor
+from .venues.sources import source_for
+
+log = logging.getLogger("actors.service")
+
+
+class Service:
+    """Handles of the running actors, for the front door and for tests."""
+
+    def __init__(self, settings: Settings, clock: ServiceClock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.persistence: Persistence = None  # type: ignore[assignment]
+        self.reader: Reader = None  # type: ignore[assignment]
+        self.markets: dict[str, MarketData] = {}
+        self.bus: EventBus = None  # type: ignore[assignment]
+        self.supervisor: Supervisor = None  # type: ignore[assignment]
+        self.url: str | None = None
+        self.port: int | None = None
+        self._stop = trio.Event()
+        self.stopped = trio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def readiness_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.supervisor is None:
+            return ["starting"]
+        if self.supervisor.draining:
+            problems.append("shutting down")
+        not_running = [s.account_id for s in self.supervisor.slots.values() if s.status != "running"]
+        if not_running:
+            problems.append(f"accounts not running: {', '.join(not_running[:10])}")
+        max_age = self.settings.risk_defaults.market_data_max_age_seconds
+        for name, market in self.markets.items():
+            if not market.is_fresh(max_age):
+                problems.append(f"market data of {name} is not fresh ({market.status.state})")
+        return problems
+
+    def metrics_text(self) -> str:
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+            lines.append(f"# HELP execd_{name} {help_}")
+            lines.append(f"# TYPE execd_{name} {kind}")
+            for labels, value in samples:
+                label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+                lines.append(f"execd_{name}{{{label_text}}} {value}" if label_text else f"execd_{name} {value}")
+
+        stats = self.persistence.stats
+        metric("db_rounds_total", "counter", "group-commit rounds", [({}, stats.rounds)])
+        metric("db_commits_total", "counter", "committed batches", [({}, stats.commits)])
+        metric("db_largest_round", "gauge", "most batches in one round", [({}, stats.largest_round)])
+        metric("events_published_total", "counter", "events fanned out", [({}, self.bus.published)])
+        slots = list(self.supervisor.slots.values())
+        metric("account_restarts_total", "counter", "account actor restarts",
+               [({"account": s.account_id}, s.restarts) for s in slots])
+        metric("account_inbox_depth", "gauge", "queued messages per account",
+               [({"account": s.account_id}, s.mailbox.inbox_depth) for s in slots])
+        metric("feed_messages_total", "counter", "market-data messages",
+               [({"venue": v}, m.status.messages) for v, m in self.markets.items()])
+        metric("alarms_resting", "gauge", "price alarms in the index",
+               [({"venue": v}, len(m.alarms)) for v, m in self.markets.items()])
+        return "\n".join(lines) + "\n"
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    clock: ServiceClock | None = None,
+    paper_latency: float = 0.0,
+    serve_http: bool = True,
+    sources: dict[str, Any] | None = None,
+    inline_persistence: bool = False,
+    adapter_factory: AdapterFactory | None = None,
+    task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the whole actor tree until :meth:`Service.request_stop` is called.
+
+    ``sources`` replaces the market-data source of a venue (``execd replay`` drives its own);
+    ``adapter_factory`` replaces how accounts get their execution adapter (tests drive a double);
+    ``inline_persistence`` commits on the trio thread (deterministic under a virtual clock).
+    """
+    clock = clock or ServiceClock()
+    service = Service(settings, clock)
+    async with trio.open_nursery() as root:
+        service.persistence = await root.start(partial(
+            persistence_actor, settings.database.path, synchronous=settings.database.synchronous,
+            max_batch=settings.database.max_batch, inline=inline_persistence,
+        ))
+        service.reader = Reader(settings.database.path, settings.database.read_threads)
+        async with trio.open_nursery() as background:
+            venues = {a.venue for a in settings.accounts} | ({"sim"} if "sim" in settings.venues else set())
+            for name in sorted(venues):
+                source = (sources or {}).get(name) or source_for(name, settings, clock)
+                service.markets[name] = await background.start(partial(market_data_actor, name, source, clock))
+            service.bus = EventBus(service.reader)
+            service.persistence.on_committed = service.bus.publish
+            supervisor = Supervisor(settings.supervisor, service.persistence, service.markets, clock,
+                                    paper_latency=paper_latency, global_limits=settings.global_limits,
+                                    adapter_factory=adapter_factory or open_adapter)
+            service.supervisor = supervisor
+            accounts = [(a, settings.account_limits(a)) for a in settings.accounts]
+            await background.start(supervisor_actor, supervisor, accounts)
+            http_stop = trio.Event()
+            if serve_http:
+                config = HypercornConfig()
+                config.bind = [f"{settings.server.host}:{settings.server.port}"]
+                config.graceful_timeout = settings.server.shutdown_grace_seconds
+                config.accesslog = None
+                config.errorlog = logging.getLogger("hypercorn.error")
+                # answers given before a request's body has arrived must not stall the connection
+                app = KeepAliveGuard(create_app(service), drain_limit=settings.server.max_body_bytes,
+                                     drain_seconds=settings.server.request_timeout_seconds)
+                binds = await background.start(partial(serve, app, config, shutdown_trigger=http_stop.wait))
+                service.url = binds[0] if binds else None
+                if service.url:
+                    service.port = int(service.url.rsplit(":", 1)[1])
+                log.info("execd listening on %s", service.url)
+            task_status.started(service)
+            await service._stop.wait()
+            log.info("shutting down: refusing new decisions, finishing in-flight ones")
+            supervisor.draining = True
+            with trio.move_on_after(settings.server.shutdown_grace_seconds + 5) as grace:
+                http_stop.set()
+                await supervisor.stop()
+            if grace.cancelled_caught:
+                log.error("graceful shutdown took longer than its grace period; cancelling")
+            service.bus.close()
+            background.cancel_scope.cancel()
+        await service.persistence.aclose()  # the actor commits what is queued, then returns
+    service.reader.close()
+    service.stopped.set()
+    log.info("stopped")
+
+
+async def serve_until_signalled(settings: Settings) -> None:
+    """``execd serve``: run the service until SIGINT or SIGTERM."""
+    async with trio.open_nursery() as nursery:
+        service: Service = await nursery.start(run_service, settings)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                service.request_stop()
+                break

@@ -1,0 +1,256 @@
+"""Settings: ``settings.yaml`` + environment overrides, decoded into frozen msgspec Structs.
+
+An unknown or misspelled key, or a value of the wrong type, stops start-up with a message naming
+the key and the file. Environment variables override the main values:
+
+==================  =====================
+``EXECD_HOST``      ``server.host``
+``EXECD_PORT``      ``server.port``
+``EXECD_DB``        ``database.path``
+``EXECD_LOG_LEVEL`` ``log_level``
+==================  =====================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from .domain.risk import GlobalLimits, InvalidLimits, RiskLimits, merge_global_limits, merge_limits
+
+DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "settings.yaml"
+ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
+LIVE_VENUES = ("asterdex", "asterdex-testnet", "binance-usdm", "binance-usdm-testnet")
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * 1024
+    request_timeout_seconds: float = 10.0
+    shutdown_grace_seconds: float = 10.0
+
+
+class DatabaseSettings(_Strict):
+    path: str = "execd.sqlite3"
+    synchronous: Literal["FULL", "NORMAL", "OFF"] = "FULL"
+    max_batch: int = 1024
+    read_threads: int = 4
+
+
+class SimVenueSettings(_Strict):
+    seed: int = 7
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    tick_interval_seconds: float = 0.25
+    volatility_bps: float = 3.0
+
+
+class ReplayVenueSettings(_Strict):
+    market: str | None = None
+    exchange_info: str | None = None
+
+
+class LiveVenueSettings(_Strict):
+    symbols: tuple[str, ...] = ()  # always subscribed; accounts add the symbols they hold
+    rest_url: str | None = None
+    ws_url: str | None = None
+    depth_levels: int = 20
+    stale_after_seconds: float = 5.0
+    poll_interval_seconds: float = 1.0
+    leverage_brackets: str | None = None  # path to a saved leverageBracket response
+
+
+class SupervisorSettings(_Strict):
+    inbox_size: int = 64
+    restart_backoff_initial_seconds: float = 0.5
+    restart_backoff_max_seconds: float = 30.0
+    max_restarts: int = 5
+    restart_window_seconds: float = 60.0
+
+
+class AccountSettings(_Strict):
+    id: str
+    mode: Literal["paper", "live"] = "paper"
+    venue: str = "sim"
+    balance: Decimal = Decimal("10000")
+    risk: dict[str, Any] = {}
+    max_slippage_bps: Decimal | None = Decimal("500")
+    trigger_price: Literal["mark", "last"] = "mark"
+    default_leverage: int = 1
+
+
+class Settings(_Strict):
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    venues: dict[str, dict[str, Any]] = msgspec.field(default_factory=lambda: {"sim": {}})
+    risk: dict[str, Any] = {}
+    global_risk: dict[str, Any] = {}  # service-wide order rates: max_orders_per_second / _per_minute
+    supervisor: SupervisorSettings = SupervisorSettings()
+    accounts: tuple[AccountSettings, ...] = ()
+    log_level: str = "INFO"
+    # Derived at load time (not keys of the file):
+    source: str = "<defaults>"
+
+    @property
+    def risk_defaults(self) -> RiskLimits:
+        return merge_limits(RiskLimits(), self.risk)
+
+    @property
+    def global_limits(self) -> GlobalLimits:
+        return merge_global_limits(GlobalLimits(), self.global_risk)
+
+    def venue_settings(self, name: str) -> SimVenueSettings | ReplayVenueSettings | LiveVenueSettings:
+        raw = self.venues.get(name) or {}
+        return _decode_venue(name, raw, self.source)
+
+    def account_limits(self, account: AccountSettings) -> RiskLimits:
+        return merge_limits(self.risk_defaults, account.risk)
+
+
+class SettingsError(Exception):
+    """Start-up refused: the message names the file and the key."""
+
+
+def _venue_type(name: str) -> type[_Strict]:
+    if name == "sim":
+        return SimVenueSettings
+    if name == "replay":
+        return ReplayVenueSettings
+    if name in LIVE_VENUES:
+        return LiveVenueSettings
+    raise SettingsError(f"unknown venue {name!r} (known: sim, replay, {', '.join(LIVE_VENUES)})")
+
+
+def _decode_venue(name: str, raw: dict[str, Any], source: str) -> Any:
+    try:
+        return msgspec.convert(raw, _venue_type(name))
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{source}: {_path_message(exc, prefix=f'venues.{name}')}") from None
+    except SettingsError as exc:
+        raise SettingsError(f"{source}: venues.{name}: {exc}") from None
+
+
+def _path_message(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    """Turn msgspec's ``... - at `$.server.port``` into ``server.port: ...``."""
+    text = str(exc)
+    match = re.search(r"^(.*?)(?: - at `\$(.*)`)?$", text)
+    assert match is not None
+    message, path = match.group(1), (match.group(2) or "")
+    path = path.lstrip(".")
+    path = re.sub(r"\[(\d+)\]", r"[\1]", path)
+    unknown = re.match(r"Object contains unknown field `(.+)`", message)
+    if unknown:
+        key = ".".join(p for p in (prefix, path, unknown.group(1)) if p)
+        return f"{key}: unknown key (check its spelling)"
+    key = ".".join(p for p in (prefix, path) if p)
+    return f"{key}: {message}" if key else message
+
+
+def _env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    data = dict(data)
+    server = data.get("server") or {}
+    database = data.get("database") or {}
+    if not isinstance(server, dict) or not isinstance(database, dict):
+        return data  # not a mapping: the decoder refuses it, naming the key
+    server, database = dict(server), dict(database)
+    if "EXECD_HOST" in env:
+        server["host"] = env["EXECD_HOST"]
+    if "EXECD_PORT" in env:
+        try:
+            server["port"] = int(env["EXECD_PORT"])
+        except ValueError:
+            raise SettingsError(f"EXECD_PORT must be an integer, got {env['EXECD_PORT']!r}") from None
+    if "EXECD_DB" in env:
+        database["path"] = env["EXECD_DB"]
+    if "EXECD_LOG_LEVEL" in env:
+        data["log_level"] = env["EXECD_LOG_LEVEL"]
+    if server:
+        data["server"] = server
+    if database:
+        data["database"] = database
+    return data
+
+
+def parse_settings(text: str, *, source: str = "settings.yaml", env: dict[str, str] | None = None) -> Settings:
+    """Decode and validate settings text; raise :class:`SettingsError` naming file and key."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    data = _env_overrides(data, dict(os.environ) if env is None else env)
+    data["source"] = source
+    try:
+        settings = msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{source}: {_path_message(exc)}") from None
+    _validate(settings, source)
+    return settings
+
+
+def _validate(settings: Settings, source: str) -> None:
+    if not (0 <= settings.server.port <= 65535):
+        raise SettingsError(f"{source}: server.port: must be between 0 and 65535, got {settings.server.port}")
+    for name, raw in settings.venues.items():
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{source}: venues.{name}: expected a mapping, got {type(raw).__name__}")
+        _decode_venue(name, raw, source)
+    try:
+        defaults = settings.risk_defaults
+    except InvalidLimits as exc:
+        raise SettingsError(f"{source}: risk.{exc.field}: {exc.message}") from None
+    try:
+        settings.global_limits
+    except InvalidLimits as exc:
+        raise SettingsError(f"{source}: global_risk.{exc.field}: {exc.message}") from None
+    seen: set[str] = set()
+    for index, account in enumerate(settings.accounts):
+        where = f"accounts[{index}]"
+        if not ACCOUNT_ID_PATTERN.match(account.id):
+            raise SettingsError(f"{source}: {where}.id: {account.id!r} is not a valid account id")
+        if account.id in seen:
+            raise SettingsError(f"{source}: {where}.id: duplicate account id {account.id!r}")
+        seen.add(account.id)
+        if account.venue not in settings.venues:
+            raise SettingsError(
+                f"{source}: {where}.venue: venue {account.venue!r} is not configured under venues"
+            )
+        if account.balance < 0:
+            raise SettingsError(f"{source}: {where}.balance: must not be negative")
+        if account.mode == "live":
+            raise SettingsError(
+                f"{source}: {where}.mode: live trading is not available in this build; use mode: paper"
+            )
+        try:
+            limits = merge_limits(defaults, account.risk)
+        except InvalidLimits as exc:
+            raise SettingsError(f"{source}: {where}.risk.{exc.field}: {exc.message}") from None
+        if not (1 <= account.default_leverage <= 25):
+            raise SettingsError(f"{source}: {where}.default_leverage: must be between 1 and 25")
+        if account.default_leverage > limits.max_leverage:
+            raise SettingsError(
+                f"{source}: {where}.default_leverage: {account.default_leverage} is above the account's max_leverage "
+                f"{limits.max_leverage}: a decision that names no leverage could never trade")
+
+
+def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Load ``path`` (default: the ``settings.yaml`` shipped with the service)."""
+    settings_path = Path(path) if path is not None else DEFAULT_SETTINGS_PATH
+    try:
+        text = settings_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{settings_path}: cannot read settings: {exc.strerror}") from None
+    return parse_settings(text, source=str(settings_path), env=env)
