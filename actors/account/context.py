@@ -87,7 +87,7 @@ async def load_book(ctx: AccountContext) -> AccountBook:
             book.client_ids[order.client_order_id] = order.id
     book.funded_until.update(rows.funded_until)
     book.applied_fills.update(rows.order_fills)
-    book.recent_order_times.extend(rows.recent_order_times)
+    book.record_order_times(rows.recent_order_times)
     return book
 
 

@@ -28,10 +28,12 @@ class Mailbox:
     def __init__(self, account_id: str, inbox_size: int, priority_size: int = 1024) -> None:
         self.account_id = account_id
         self._inbox_send, self._inbox_receive = trio.open_memory_channel[Envelope](inbox_size)
-        self._control: collections.deque[Envelope] = collections.deque()
-        self._venue: collections.deque[Any] = collections.deque()
+        # the priority paths and the wake-up are created when first used: most accounts are idle,
+        # and every byte of an idle account counts ten thousand times
+        self._control: collections.deque[Envelope] | None = None
+        self._venue: collections.deque[Any] | None = None
         self._priority_size = priority_size
-        self._posted = trio.Event()
+        self._posted: trio.Event | None = None
         #: decisions queued or in flight: decision id -> fingerprint (added by offer, removed by answer)
         self._pending: dict[str, str] = {}
         self.dropped = 0  # control or venue messages refused because their path was full
@@ -51,6 +53,8 @@ class Mailbox:
     def post_control(self, envelope: Envelope, *, preempt: bool = False) -> bool:
         """Put a control message ahead of every queued decision and wake the actor; ``preempt``
         also cancels the decision in flight. Never blocks: False when the path is full."""
+        if self._control is None:
+            self._control = collections.deque()
         if len(self._control) >= self._priority_size:
             self.dropped += 1
             return False
@@ -72,6 +76,8 @@ class Mailbox:
 
     def post_venue(self, message: Any) -> bool:
         """A message the venue sent on its own. Never blocks: False (and counted) when full."""
+        if self._venue is None:
+            self._venue = collections.deque()
         if len(self._venue) >= self._priority_size:
             self.dropped += 1
             return False
@@ -89,8 +95,8 @@ class Mailbox:
 
     def drain_control(self) -> list[Envelope]:
         """Every queued control message (answered with a refusal when the service stops)."""
-        drained = list(self._control)
-        self._control.clear()
+        drained = list(self._control or ())
+        self._control = None
         return drained
 
     async def receive(self, deadline: float) -> Envelope | None:
@@ -110,6 +116,8 @@ class Mailbox:
         """Until something is posted on a priority path (inside a wait for a venue's answer)."""
         if self._control or self._venue:
             return
+        if self._posted is None:
+            self._posted = trio.Event()
         await self._posted.wait()
 
     def answered(self, decision_id: str) -> None:
@@ -127,12 +135,13 @@ class Mailbox:
 
     @property
     def priority_depth(self) -> int:
-        return len(self._control) + len(self._venue)
+        return len(self._control or ()) + len(self._venue or ())
 
     _waiter: trio.CancelScope | None = None
 
     def _wake(self) -> None:
         if self._waiter is not None:
             self._waiter.cancel()
-        self._posted.set()
-        self._posted = trio.Event()
+        if self._posted is not None:
+            self._posted.set()
+            self._posted = None

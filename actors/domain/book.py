@@ -23,6 +23,8 @@ from .positions import Position, unrealized_total
 from .risk import CheckResult, RiskLimits, TradingState
 
 RECENT_TERMINAL_ORDERS: Final = 512  # client ids of finished orders kept to recognise late reports
+ORDER_TIMES_KEPT: Final = 512  # submit times of recent orders, for the order-rate limits
+_NO_ORDER_TIMES: Final[collections.deque[float]] = collections.deque(maxlen=0)  # shared, never written
 
 
 class QuoteSource(Protocol):
@@ -108,7 +110,7 @@ class AccountBook:
         self.terminal: collections.OrderedDict[str, OrderRecord] = collections.OrderedDict()  # by client id
         #: fill ids applied per order, for orders open or recently finished (a fill seen again is skipped)
         self.applied_fills: dict[str, set[str]] = {}
-        self.recent_order_times: collections.deque[float] = collections.deque(maxlen=512)
+        self.recent_order_times: collections.deque[float] = _NO_ORDER_TIMES  # replaced by the first order
         self.peak_equity = initial_balance
         self.day_start_equity = initial_balance
         self.day: int | None = None
@@ -156,6 +158,15 @@ class AccountBook:
                 margin += value / (order.leverage or 1)
         return notional, margin
 
+    def record_order_times(self, times: Iterable[float]) -> None:
+        """Orders the venue took (for the order-rate limits), oldest first."""
+        times = list(times)
+        if not times:
+            return
+        if self.recent_order_times is _NO_ORDER_TIMES:
+            self.recent_order_times = collections.deque(maxlen=ORDER_TIMES_KEPT)
+        self.recent_order_times.extend(times)
+
     def apply(self, changes: Changes) -> Applied:
         """Make committed ``changes`` the book's state."""
         self.realized_pnl += changes.realized
@@ -199,7 +210,7 @@ class AccountBook:
         for payment in changes.funding_payments:
             self.funded_until[payment.position_id] = max(self.funded_until.get(payment.position_id, 0),
                                                          payment.funding_time)
-        self.recent_order_times.extend(changes.order_times)
+        self.record_order_times(changes.order_times)
         self.version += 1
         return Applied(acquired, released)
 

@@ -97,11 +97,12 @@ class PaperVenue:
         # symbol -> (book identity, price -> quantity already taken by this account)
         self._consumed: dict[str, tuple[tuple[int, int], dict[Decimal, Decimal]]] = {}
         # provisional effects since the last settle: undo steps, alarm changes to send, symbols
+        # touched (plain lists: most accounts are idle, and an empty set costs four times a list)
         self._undo: list[Callable[[], None]] = []
-        self._saved: set[tuple[str, str]] = set()
+        self._saved: list[tuple[str, str]] = []
         self._alarm_adds: list[tuple[Alarm, bool]] = []
         self._alarm_cancels: list[str] = []
-        self._touched: set[str] = set()
+        self._touched: list[str] = []
 
     # ------------------------------------------------------------------------------ protocol
 
@@ -188,7 +189,7 @@ class PaperVenue:
             for undo in reversed(self._undo):
                 undo()
         else:
-            for symbol in sorted(self._touched):
+            for symbol in sorted(set(self._touched)):
                 self._refresh_liquidation_alarm(symbol)
             if self._alarm_cancels:
                 await self._market.cancel_alarms(*self._alarm_cancels)
@@ -217,7 +218,7 @@ class PaperVenue:
             working = Working(intent=intent, filled=order.filled_quantity, status=order.status)
             self._working[order.client_order_id] = working
             self._alarm_adds.append((self._alarm_for(working), True))
-        self._touched.update(p.symbol for p in self._positions.values())
+        self._touched.extend(p.symbol for p in self._positions.values())
         await self.settle(committed=True)
 
     # ------------------------------------------------------------------------------ orders
@@ -250,7 +251,7 @@ class PaperVenue:
         if walk.filled < quantity:
             reports.append(_report(intent, "EXPIRED", "EXPIRED", walk.filled,
                                    reason=(walk.stopped_by or "unfilled").replace("_", " ")))
-        self._touched.add(intent.symbol)
+        self._touch(intent.symbol)
         return reports
 
     def _limit_order(self, intent: OrderIntent, quote: Quote, instrument: Instrument) -> list[Report]:
@@ -275,7 +276,7 @@ class PaperVenue:
             reports += _trades(intent, walk, instrument.fees.taker, "taker", intent.quantity, ZERO, trigger_price=None,
                                rests=True)
             filled = walk.filled
-            self._touched.add(intent.symbol)
+            self._touch(intent.symbol)
         if filled < intent.quantity:
             working = Working(intent=intent, filled=filled, status="PARTIALLY_FILLED" if filled else "NEW")
             self._put(intent.client_order_id, working)
@@ -316,7 +317,7 @@ class PaperVenue:
             reports = _trades(intent, walk, instrument.fees.maker, "maker", intent.quantity or ZERO, working.filled,
                               trigger_price=None, rests=True)
             working = msgspec.structs.replace(working, filled=working.filled + walk.filled, status="PARTIALLY_FILLED")
-            self._touched.add(intent.symbol)
+            self._touch(intent.symbol)
         if working.remaining > 0:
             self._put(intent.client_order_id, working)
             self._alarm_adds.append((self._alarm_for(working), False))
@@ -346,7 +347,7 @@ class PaperVenue:
         total = working.filled + position.quantity
         reports = _trades(intent, walk, instrument.fees.taker, "taker", total, working.filled,
                           trigger_price=intent.trigger_price, rests=True)
-        self._touched.add(intent.symbol)
+        self._touch(intent.symbol)
         if closes_all:
             self._remove(intent.client_order_id)
         else:
@@ -365,7 +366,7 @@ class PaperVenue:
             return []
         fee = liquidation_fee(instrument, position.quantity, price)
         order_id = f"{position.id}:liquidation"
-        self._touched.add(position.symbol)
+        self._touch(position.symbol)
         return [ExecutionReport(
             client_order_id=f"autoclose-{position.id}", symbol=position.symbol, exec_type="CALCULATED",
             status="FILLED", side=_exit_side(position), order_type="LIQUIDATION",
@@ -399,6 +400,10 @@ class PaperVenue:
         return reports
 
     # ------------------------------------------------------------------------------ helpers
+
+    def _touch(self, symbol: str) -> None:
+        if symbol not in self._touched:
+            self._touched.append(symbol)
 
     def _held(self, symbol: str) -> Decimal:
         position = self._positions.get(symbol)
@@ -447,7 +452,7 @@ class PaperVenue:
             current = (identity, {})
             self._consumed[quote.symbol] = current
         elif ("consumed-copy", quote.symbol) not in self._saved:
-            self._saved.add(("consumed-copy", quote.symbol))
+            self._saved.append(("consumed-copy", quote.symbol))
             current = (identity, dict(current[1]))  # the saved value keeps what was taken before
             self._consumed[quote.symbol] = current
         return current[1]
@@ -465,7 +470,7 @@ class PaperVenue:
         """Remember a value before its first provisional change, to undo it if not committed."""
         if (kind, key) in self._saved:
             return
-        self._saved.add((kind, key))
+        self._saved.append((kind, key))
         previous = table.get(key, _MISSING)
         if previous is _MISSING:
             self._undo.append(lambda: table.pop(key, None))
