@@ -186,6 +186,11 @@ class ActorCrashed(Exception):
     """The account actor crashed while handling this message; nothing of it was committed."""
 
 
+class AccountCannotStart(Exception):
+    """An account that restarting would not help (missing or refused credentials): it is left
+    ``failed`` with this message until an operator restarts it."""
+
+
 class CommandRefused(Exception):
     """The account refused a command (an unknown order, an invalid level, an invalid limit);
     ``code`` is stable, ``status`` the HTTP status it maps to."""

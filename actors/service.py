@@ -135,7 +135,7 @@ async def run_service(
             service.persistence.on_committed = service.bus.publish
             supervisor = Supervisor(settings.supervisor, service.persistence, service.markets, clock,
                                     paper_latency=paper_latency, global_limits=settings.global_limits,
-                                    adapter_factory=adapter_factory or open_adapter)
+                                    adapter_factory=adapter_factory or open_adapter, service_settings=settings)
             service.supervisor = supervisor
             accounts = [(a, settings.account_limits(a)) for a in settings.accounts]
             await background.start(supervisor_actor, supervisor, accounts)

@@ -23,6 +23,7 @@ import msgspec
 import yaml
 
 from .domain.risk import GlobalLimits, InvalidLimits, RiskLimits, merge_global_limits, merge_limits
+from .venues.credentials import CredentialSettings
 
 DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "settings.yaml"
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
@@ -68,6 +69,15 @@ class LiveVenueSettings(_Strict):
     stale_after_seconds: float = 5.0
     poll_interval_seconds: float = 1.0
     leverage_brackets: str | None = None  # path to a saved leverageBracket response
+    # live accounts' signed requests and user-data streams
+    recv_window_ms: int = 5000
+    request_timeout_seconds: float = 10.0
+    #: an order not found this long after its receive window ended can no longer arrive
+    settle_margin_seconds: float = 2.0
+    user_stream_keepalive_seconds: float = 1800.0
+    user_stream_reconnect_seconds: float = 0.5
+    #: how often a live account reconciles with the venue (also after every stream reconnect)
+    reconcile_interval_seconds: float = 60.0
 
 
 class SupervisorSettings(_Strict):
@@ -87,6 +97,13 @@ class AccountSettings(_Strict):
     max_slippage_bps: Decimal | None = Decimal("500")
     trigger_price: Literal["mark", "last"] = "mark"
     default_leverage: int = 1
+    #: live accounts: where the secrets are (environment variables); without it, the encrypted
+    #: store (``execd credentials set``) is used
+    credentials: CredentialSettings | None = None
+    #: live accounts: a position left without its stop-loss longer than this is closed
+    protection_deadline_seconds: float = 10.0
+    #: live accounts: also execute every accepted decision on a paper venue (divergence report)
+    paper_twin: bool = False
 
 
 class Settings(_Strict):
@@ -230,10 +247,15 @@ def _validate(settings: Settings, source: str) -> None:
             )
         if account.balance < 0:
             raise SettingsError(f"{source}: {where}.balance: must not be negative")
-        if account.mode == "live":
+        if account.mode == "live" and account.venue not in LIVE_VENUES:
             raise SettingsError(
-                f"{source}: {where}.mode: live trading is not available in this build; use mode: paper"
+                f"{source}: {where}.venue: a live account trades on a venue ({', '.join(LIVE_VENUES)}), "
+                f"not on {account.venue!r}"
             )
+        if account.mode == "paper" and account.paper_twin:
+            raise SettingsError(f"{source}: {where}.paper_twin: only a live account has a paper twin")
+        if account.protection_deadline_seconds <= 0:
+            raise SettingsError(f"{source}: {where}.protection_deadline_seconds: must be positive")
         try:
             limits = merge_limits(defaults, account.risk)
         except InvalidLimits as exc:

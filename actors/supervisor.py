@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import random
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -27,14 +27,18 @@ from .domain.risk import GlobalLimits, RiskLimits
 from .execution import open_adapter
 from .market_data import MarketData
 from .messages import (
-    AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
+    AccountCannotStart, AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
     TradingState, UnknownAccount,
 )
 from .persistence import Persistence, Statement
 from .persistence.queries import event_record
-from .settings import AccountSettings, SupervisorSettings
+from .settings import AccountSettings, Settings, SupervisorSettings
+from .venues.limits import VenueLimiter
+from .venues.profiles import get_profile
 
 log = logging.getLogger("actors.supervisor")
+
+E = TypeVar("E", bound=BaseException)
 
 
 class AccountSlot:
@@ -85,6 +89,7 @@ class Supervisor:
         rng: random.Random | None = None,
         global_limits: GlobalLimits | None = None,
         adapter_factory: AdapterFactory = open_adapter,
+        service_settings: Settings | None = None,
     ) -> None:
         self.settings = settings
         self.persistence = persistence
@@ -92,6 +97,8 @@ class Supervisor:
         self.clock = clock
         self.paper_latency = paper_latency
         self.adapter_factory = adapter_factory
+        self.service_settings = service_settings
+        self.limiters: dict[str, VenueLimiter] = {}  # per live venue: request weight is counted per IP
         self.slots: dict[str, AccountSlot] = {}
         self.global_state: TradingState = "active"
         self.global_reason: str | None = None
@@ -140,7 +147,18 @@ class Supervisor:
             record_global_order=self.global_order_times.append,
             paper_latency=self.paper_latency,
             adapter_factory=self.adapter_factory,
+            service_settings=self.service_settings,
+            venue_limiter=self._limiter(slot.settings) if slot.settings.mode == "live" else None,
         )
+
+    def _limiter(self, account: AccountSettings) -> VenueLimiter:
+        limiter = self.limiters.get(account.venue)
+        if limiter is None:
+            assert self.service_settings is not None, "live accounts need the service settings"
+            venue = self.service_settings.venue_settings(account.venue)
+            profile = get_profile(account.venue, getattr(venue, "rest_url", None), getattr(venue, "ws_url", None))
+            limiter = self.limiters[account.venue] = VenueLimiter.for_profile(profile)
+        return limiter
 
     async def _supervise(self, slot: AccountSlot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The one-for-one restart loop of one account."""
@@ -163,6 +181,13 @@ class Supervisor:
                     if not reported:
                         reported = True
                         task_status.started()
+                    cannot = _leaf(exc, AccountCannotStart)
+                    if cannot is not None:  # restarting would not help: failed until an operator acts
+                        await self._cannot_start(slot, cannot)
+                        if self.draining:
+                            slot.status = "stopped"
+                            return
+                        continue
                     if self.draining:
                         slot.status = "stopped"
                         self._fail_in_flight(slot, exc)
@@ -188,6 +213,15 @@ class Supervisor:
         finally:
             self._fail_queued_if_stopping(slot)
             slot.stopped.set()
+
+    async def _cannot_start(self, slot: AccountSlot, exc: AccountCannotStart) -> None:
+        slot.status = "failed"
+        slot.next_restart_at = None
+        slot.last_error, slot.last_error_at = str(exc), self.clock.now()
+        log.error("account %s cannot start: %s", slot.account_id, exc)
+        await self._event(slot, ActorFailed(error=slot.last_error, restarts=slot.restarts))
+        slot.reset = trio.Event()
+        await slot.reset.wait()
 
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(attempt, self.settings.restart_backoff_initial_seconds,
@@ -301,6 +335,18 @@ class Supervisor:
         values = dict(rows)
         self.global_state = values.get("global_state") or "active"  # type: ignore[assignment]
         self.global_reason = values.get("global_reason")
+
+
+def _leaf(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` among an exception (group)'s leaves, if any."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _leaf(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from ..domain import planner
-from ..domain.book import AccountBook, Applied, Changes, marks_of
+from ..domain.book import AccountBook, Applied, Changes, DecisionEntry, marks_of
 from ..domain.events import CloseAllDone, OrderCanceled, ProtectionPartial, RiskChanged
 from ..domain.execution import CancelIntent, Report
 from ..domain.ledger import Batch, LedgerContext, OrderExecution, apply_reports
@@ -38,20 +38,21 @@ from ..domain.orders import OrderRecord
 from ..domain.positions import Position
 from ..domain.protection import tpsl_problem
 from ..domain.risk import InvalidLimits, loss_state, merge_limits, stricter_state
-from ..domain.views import order_view, position_view
+from ..domain.views import fill_view, order_view, position_view
 from ..execution.protocol import ExecutionAdapter
 from ..messages import (
     CancelOrder, CloseAll, CommandRefused, DecisionConflict, Envelope, InjectCrash, SetProtection, SetTradingState,
     SubmitDecision, UpdateRiskLimits,
 )
-from ..persistence.queries import changes_statements, event_records
+from ..persistence.queries import changes_statements, event_records, order_fills
 from . import decisions, protection
 from .context import AccountContext, AccountSnapshot, snapshot_of
 
 log = logging.getLogger("actors.account")
 
 HOUSEKEEPING_SECONDS = 1.0
-PEAK_STEP = Decimal("0.0001")  # a new equity peak is committed once it beats the last by 1 bp
+PEAK_STEP = Decimal("0.0001")
+_encode = msgspec.json.Encoder(decimal_format="string").encode  # a new equity peak is committed once it beats the last by 1 bp
 
 
 class AccountActor:
@@ -63,6 +64,15 @@ class AccountActor:
         self.recent: collections.OrderedDict[str, tuple[str, bytes]] = collections.OrderedDict()
         self.crash_next_decision = False
         self._snapshot: tuple[int, AccountSnapshot] | None = None
+        #: executions of orders being sent, by order id: every batch applied, wherever (a nested
+        #: wait included), is folded into them
+        self._tracked: dict[str, OrderExecution] = {}
+        self.deciding: str | None = None  # the decision being handled (its own code stores its result)
+        #: orders whose decision was answered ``pending`` (the venue's answer was lost): their
+        #: decision's stored result is settled when the venue has decided them
+        self.pending_orders: set[str] = {  # after a restart: those whose answer is still awaited
+            order.id for order in book.orders.values()
+            if order.decision_id and order.purpose in ("entry", "exit") and planner.decision_status(order) == "pending"}
 
     @property
     def account_id(self) -> str:
@@ -210,12 +220,31 @@ class AccountActor:
         """Apply a venue's answer, then what it calls for (a closed position's other leg
         cancelled, a resting entry's protection placed once it fills)."""
         batch = apply_reports(changes, reports, self.ledger_context())
+        for execution in batch.executions:
+            tracked = self._tracked.get(execution.order.id)
+            if tracked is not None:
+                tracked.absorb(execution)
         for report in batch.unknown:
             log.warning("account %s: report for an order it does not know: %s %s %s", self.account_id,
                         report.client_order_id, report.exec_type, report.status)
         for execution in batch.executions:
             await self._follow_up(changes, execution)
+            order = execution.order
+            if order.id in self.pending_orders and order.decision_id != self.deciding and _decided(order):
+                self.pending_orders.discard(order.id)
+                await self._settle_decision(changes, order)
         return batch
+
+    async def _settle_decision(self, changes: Changes, order: OrderRecord) -> None:
+        """A decision answered ``pending`` (its order's answer was lost): now the venue has
+        decided the order, its stored result becomes the truth (``GET .../decisions/{id}``)."""
+        committed = await self.ctx.persistence.call(order_fills, self.account_id, order.id)
+        fills = {f.id: f for f in committed}
+        fills.update((f.id, f) for f in changes.fills if f.order_id == order.id)
+        result = planner.settled_result(changes, order, [fill_view(f) for f in fills.values()],
+                                        marks_of(self.ctx.market))
+        changes.decisions.append(DecisionEntry(order.decision_id or "", "", "", result.status, _encode(result),
+                                               insert=False))
 
     async def _follow_up(self, changes: Changes, execution: OrderExecution) -> None:
         order, position = execution.order, execution.position
@@ -229,9 +258,10 @@ class AccountActor:
             # the venue left the trigger armed for the rest (the book ran out)
             changes.emit(ProtectionPartial(order_id=order.id, filled_quantity=fmt(execution.filled),
                                            remaining=fmt(position.quantity)))
-        if (order.type == "LIMIT" and order.purpose == "entry" and order.filled_quantity == execution.filled
+        if (order.purpose == "entry" and order.filled_quantity == execution.filled
                 and (order.take_profit is not None or order.stop_loss is not None)):
-            # a limit entry's protection goes on with its first fill, whenever that comes
+            # an entry's protection goes on with its first fill, whenever and however that comes
+            # (at once, a resting limit later, an answer settled after a lost one)
             await self.protect(changes, position, order.take_profit, order.stop_loss, decision_id=order.decision_id)
 
     async def send(self, changes: Changes, planned: planner.PlannedOrder, *,
@@ -240,19 +270,24 @@ class AccountActor:
         adapter, and, when the venue answers later (a live venue's user stream), what it sends is
         applied until the order is answered (a market order done, any other accepted or refused)
         or ``timeout`` passes; the order then stays ``PENDING_NEW`` until the venue is asked."""
-        changes.put_order(planned.order)
+        order = planned.order
+        changes.put_order(order)
         await self.checkpoint(changes)
-        execution = OrderExecution(order=planned.order, position_before=changes.position(planned.order.symbol))
-        _collect(execution, await self.apply(changes, await self.adapter.submit(planned.intent)))
-        if not _answered(execution):
-            with trio.move_on_after(self.ctx.venue_answer_seconds if timeout is None else timeout):
-                while not _answered(execution):
-                    message = self.mailbox.take_venue()
-                    if message is None:
-                        await self.mailbox.wait_posted()
-                        continue
-                    _collect(execution, await self.apply(changes, await self.adapter.on_message(message)))
-                    await self.checkpoint(changes)
+        execution = self._tracked[order.id] = OrderExecution(
+            order=order, position_before=changes.position(order.symbol), initial_status=order.status)
+        try:
+            await self.apply(changes, await self.adapter.submit(planned.intent))
+            if not _answered(execution):
+                with trio.move_on_after(self.ctx.venue_answer_seconds if timeout is None else timeout):
+                    while not _answered(execution):
+                        message = self.mailbox.take_venue()
+                        if message is None:
+                            await self.mailbox.wait_posted()
+                            continue
+                        await self.apply(changes, await self.adapter.on_message(message))
+                        await self.checkpoint(changes)
+        finally:
+            del self._tracked[order.id]
         await self.checkpoint(changes)
         return execution
 
@@ -411,15 +446,19 @@ def _answered(execution: OrderExecution) -> bool:
     """Whether the venue has given its answer: a market order is done and every fill it reported
     is in (reports may come out of order), any other order was accepted or refused."""
     order = execution.order
+    if execution.unknown:
+        return True  # the answer was lost: the adapter is asking the venue, the outcome comes later
     if order.type == "MARKET":
         return not order.is_open and order.filled_quantity >= execution.venue_filled
     return order.status != "PENDING_NEW"
 
 
-def _collect(execution: OrderExecution, batch: Batch) -> None:
-    for later in batch.executions:
-        if later.order.id == execution.order.id:
-            execution.absorb(later)
+def _decided(order: OrderRecord) -> bool:
+    """Whether the venue has decided an order a decision waits on: a market order is done, any
+    other was accepted or refused."""
+    if order.type == "MARKET":
+        return not order.is_open
+    return order.status != "PENDING_NEW"
 
 
 def _cancelled(order: OrderRecord, now: float) -> OrderRecord:

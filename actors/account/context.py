@@ -44,8 +44,13 @@ class AccountContext(msgspec.Struct, kw_only=True):
     global_limits: GlobalLimits | None = None
     record_global_order: Callable[[float], None] | None = None  # tells the supervisor an order went out
     paper_latency: float = 0.0
-    protection_deadline_seconds: float = 10.0
     venue_answer_seconds: float = 10.0
+    service_settings: Any = None  # the whole Settings: a live account's venue, the database path
+    venue_limiter: Any = None  # the request-weight limiter shared by every live account of the venue
+
+    @property
+    def protection_deadline_seconds(self) -> float:
+        return self.settings.protection_deadline_seconds
 
     @property
     def config(self) -> AccountConfig:

@@ -48,6 +48,15 @@ async def decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     if actor.crash_next_decision:
         actor.crash_next_decision = False
         raise InjectedCrash(f"injected crash in account {actor.account_id} while handling a decision")
+    actor.deciding = decision.decision_id
+    try:
+        return await _decide(actor, msg)
+    finally:
+        actor.deciding = None
+
+
+async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
+    decision = msg.decision
     board = actor.ctx.market
     market = planner.MarketContext(instrument=board.instrument(decision.symbol), quote=board.quote(decision.symbol),
                                    mark_of=marks_of(board))
@@ -65,8 +74,8 @@ async def decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     write_ahead = actor.adapter.write_ahead
     if write_ahead:
         pending = planner.result(changes, decision, "pending", market.mark_of, order=planned.order)
-        changes.decision = DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, "pending",
-                                         _encode(pending), insert=True)
+        changes.decisions.append(DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, "pending",
+                                               _encode(pending), insert=True))
         planner.audit(changes, decision.decision_id, verdict.checks, None)
     try:
         with trio.CancelScope() as work:
@@ -102,18 +111,15 @@ async def _execute(actor: AccountActor, changes: Changes, decision: Decision, ve
         return planner.reject(changes, decision, rejection, verdict.checks, market.mark_of, order=order)
     status = planner.decision_status(order)
     if status == "pending":  # no answer from the venue yet: asked again until it settles
+        actor.pending_orders.add(order.id)  # its stored result is settled when the venue decides it
         return planner.result(changes, decision, "pending", market.mark_of, order=order)
     planner.accept(changes, decision, None if write_ahead else verdict, at=_first_event_of(changes, order.id))
-    # the position after this order's fills (closed ones included: a write-ahead checkpoint has
-    # already moved them out of the book), else the one the order left as it was
-    position = execution.position or changes.position(decision.symbol)
     if execution.fills:
         planner.start_cooldown(changes)
-        if (order.type == "MARKET" and decision.action == "open" and position is not None
-                and (decision.take_profit is not None or decision.stop_loss is not None)):
-            position = await actor.protect(changes, position, decision.take_profit, decision.stop_loss,
-                                           decision_id=decision.decision_id)
-    position = changes.position(decision.symbol) or position
+    # the position as it stands after this order's fills and its protection (which went on with
+    # the first fill, see AccountActor.apply), closed ones included
+    position = execution.position
+    position = changes.latest_position(position) if position is not None else changes.position(decision.symbol)
     return planner.result(changes, decision, planner.decision_status(order), market.mark_of, order=order,
                           fills=[fill_view(f) for f in execution.fills], position=position)
 
@@ -132,8 +138,8 @@ async def _store(actor: AccountActor, msg: SubmitDecision, changes: Changes, res
     decision row went in with the intent); answer it."""
     decision = msg.decision
     encoded = _encode(result)
-    changes.decision = DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, result.status,
-                                     encoded, insert=not inserted)
+    changes.decisions.append(DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, result.status,
+                                           encoded, insert=not inserted))
     try:
         await actor.commit(changes)
     except sqlite3.IntegrityError:

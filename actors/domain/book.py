@@ -238,7 +238,10 @@ class Changes:
         self.day: tuple[int, Decimal] | None = None
         self.peak_equity: Decimal | None = None
         self.audit: AuditEntry | None = None
-        self.decision: DecisionEntry | None = None
+        self.decisions: list[DecisionEntry] = []  # decision rows written (or updated) with these changes
+        #: positions closed while handling this message, by id: kept across :meth:`reset` (a
+        #: checkpoint moves them out of the book, the answer still reports them)
+        self.closed: dict[str, Position] = {}
 
     # -- lookups over the book
 
@@ -294,6 +297,15 @@ class Changes:
 
     def put_position(self, position: Position) -> None:
         self.positions[position.symbol] = position
+        if not position.is_open:
+            self.closed[position.id] = position
+
+    def latest_position(self, position: Position) -> Position:
+        """``position`` as it stands now (open, or closed while handling this message)."""
+        current = self.position(position.symbol)
+        if current is not None and current.id == position.id:
+            return current
+        return self.closed.get(position.id, position)
 
     def add_fill(self, fill: FillRecord) -> None:
         self.fills.append(fill)
@@ -307,4 +319,6 @@ class Changes:
 
     def reset(self, now: float) -> None:
         """After a commit (the book has applied everything): start over, empty, at ``now``."""
+        closed = self.closed
         self.__init__(self.book, now)  # type: ignore[misc]
+        self.closed = closed

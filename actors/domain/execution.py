@@ -19,6 +19,8 @@ REJECTED     refused; ``reject`` holds the venue's code and message
 TRIGGERED    a conditional order's trigger fired; with ``reject`` set, the market order it
              released could not fill and the trigger stays armed
 CALCULATED   a venue-originated liquidation fill (``order_type`` LIQUIDATION)
+UNKNOWN      the venue's answer was lost (a timeout, a 5xx...): the order stays in flight, the
+             adapter asks the venue, and its outcome comes later as a venue message
 ===========  ==================================================================================
 """
 
@@ -31,7 +33,7 @@ import msgspec
 
 from .filters import VenueReject
 
-ExecType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED", "REJECTED", "TRIGGERED", "CALCULATED"]
+ExecType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED", "REJECTED", "TRIGGERED", "CALCULATED", "UNKNOWN"]
 WorkingType = Literal["MARK_PRICE", "CONTRACT_PRICE"]
 
 
@@ -98,12 +100,13 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class FundingReport(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Funding the venue settled on the account's position in ``symbol`` (negative = paid)."""
+    """Funding the venue settled on the account's position in ``symbol`` (negative = paid).
+    A live venue's stream tells the amount only; the rate and mark then stay unknown."""
 
     symbol: str
     funding_time: int  # epoch ms
-    rate: Decimal
-    mark: Decimal
+    rate: Decimal | None
+    mark: Decimal | None
     amount: Decimal
     venue_time_ms: int = 0
 

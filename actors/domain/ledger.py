@@ -67,6 +67,8 @@ class OrderExecution:
     trigger_failed: VenueReject | None = None
     fill_status: str | None = None  # status after the batch's last fill
     venue_filled: Decimal = ZERO  # the most the venue said it filled (a fill may still be on its way)
+    unknown: bool = False  # the venue's answer was lost: the outcome comes later
+    initial_status: str = ""  # the order's status before this batch
     trigger_price: Decimal | None = None
     position_before: Position | None = None
     position: Position | None = None
@@ -85,6 +87,7 @@ class OrderExecution:
         self.fill_status = later.fill_status or self.fill_status
         self.trigger_price = later.trigger_price or self.trigger_price
         self.venue_filled = max(self.venue_filled, later.venue_filled)
+        self.unknown = later.unknown and self.order.status == "PENDING_NEW"
         if later.position is not None:
             self.position = later.position
 
@@ -102,6 +105,11 @@ class OrderExecution:
         if filled == 0:
             return None
         return sum((f.price * f.quantity for f in self.fills), ZERO) / filled
+
+    @property
+    def settled(self) -> bool:
+        """The venue answered an order that was in flight (its decision can be settled)."""
+        return self.initial_status == "PENDING_NEW" and self.order.status != "PENDING_NEW"
 
     @property
     def opened(self) -> bool:
@@ -133,7 +141,8 @@ def apply_reports(changes: Changes, reports: Sequence[Report], ctx: LedgerContex
             continue
         execution = executions.get(order.id)
         if execution is None:
-            execution = executions[order.id] = OrderExecution(order=order, position_before=changes.position(order.symbol))
+            execution = executions[order.id] = OrderExecution(
+                order=order, position_before=changes.position(order.symbol), initial_status=order.status)
         _apply_report(changes, execution, report, ctx)
     batch = list(executions.values())
     for execution in batch:
@@ -170,6 +179,8 @@ def _apply_report(changes: Changes, execution: OrderExecution, report: Execution
         case "TRIGGERED":
             if report.reject is not None:
                 execution.trigger_failed = report.reject
+        case "UNKNOWN":
+            execution.unknown = True
         case "TRADE" | "CALCULATED":
             if order.status == "PENDING_NEW" and not execution.accepted:
                 _accepted(changes, execution, order)

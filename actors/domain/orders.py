@@ -139,8 +139,8 @@ class FundingPayment(msgspec.Struct, frozen=True, kw_only=True):
     account_id: str
     position_id: str
     symbol: str
-    rate: Decimal
-    mark: Decimal
+    rate: Decimal | None
+    mark: Decimal | None
     amount: Decimal
     funding_time: int  # epoch ms
     ts: float

@@ -142,7 +142,7 @@ def intent_for(order: OrderRecord, config: AccountConfig, *, max_slippage_bps: D
         type=order.type,  # type: ignore[arg-type]
         purpose=order.purpose, quantity=order.quantity, price=order.price, trigger_price=order.trigger_price,
         reduce_only=order.reduce_only and order.quantity is not None,
-        close_position=order.is_protective, working_type=WORKING_TYPES[config.trigger_price],  # type: ignore[arg-type]
+        close_position=order.is_protective and order.is_conditional, working_type=WORKING_TYPES[config.trigger_price],  # type: ignore[arg-type]
         leverage=order.leverage, max_slippage_bps=max_slippage_bps,
     )
 
@@ -184,8 +184,7 @@ def plan_order(changes: Changes, decision: Decision, verdict: RiskVerdict,
                     decision_id=decision.decision_id, position_id=position_id, symbol=decision.symbol,
                     side=entry_side(decision.side), type_="LIMIT" if limit else "MARKET", reduce_only=False,
                     quantity=quantity, price=decision.price if limit else None, leverage=leverage,
-                    take_profit=decision.take_profit if limit else None,
-                    stop_loss=decision.stop_loss if limit else None)
+                    take_profit=decision.take_profit, stop_loss=decision.stop_loss)
     return PlannedOrder(order, intent_for(order, config, max_slippage_bps=None if limit else slippage))
 
 
@@ -298,10 +297,17 @@ def reject(changes: Changes, decision: Decision, rejection: Rejection, checks: I
     return result(changes, decision, "rejected", mark_of, order=order, rejection=rejection)
 
 
+#: the venues' own rate-limit refusals (-1003 too many requests, -1015 too many orders)
+RATE_LIMIT_CODES = ("-1003", "-1015")
+
+
 def venue_rejection(order: OrderRecord) -> Rejection:
     details = {"venue_code": order.reject_code or "", "venue_message": order.reject_message or ""}
     if order.purpose in ("entry", "exit"):
         details["quantity"] = fmt(order.quantity) or "0"
+    if order.reject_code in RATE_LIMIT_CODES:
+        return Rejection(code="RATE_LIMITED", message=f"the venue's rate limit: {order.reject_message}",
+                         details=details)
     return Rejection(code="VENUE_REJECTED", message=f"the venue would reject this order: {order.reject_message}",
                      details=details)
 
@@ -334,6 +340,25 @@ def execution_order(fill_id: str) -> tuple[tuple[int, int | str], ...]:
     """A fill id's place in execution order, whatever order its report came in: ids number the
     fills (paper ``<order>.<n>``, a venue's increasing trade ids), compared as numbers."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", fill_id) if part)
+
+
+def settled_result(changes: Changes, order: OrderRecord, fills: list[FillView],
+                   mark_of: Callable[[str], Decimal | None]) -> DecisionResult:
+    """The result of a decision whose order was in flight (its answer was lost) once the venue
+    settled it: rejected with the venue's code, or accepted with the fills it got."""
+    assert order.decision_id is not None
+    opening = order.purpose == "entry"
+    decision = Decision(decision_id=order.decision_id, symbol=order.symbol, action="open" if opening else "close",
+                        side=("long" if order.side == "BUY" else "short") if opening else None)
+    if order.status == "REJECTED":
+        rejection = venue_rejection(order)
+        changes.emit(DecisionRejected(decision_id=decision.decision_id, code=rejection.code, message=rejection.message))
+        return result(changes, decision, "rejected", mark_of, order=order, rejection=rejection)
+    changes.emit(DecisionAccepted(decision_id=decision.decision_id))
+    if fills:
+        start_cooldown(changes)
+    return result(changes, decision, decision_status(order), mark_of, order=order, fills=fills,
+                  position=changes.position(order.symbol))
 
 
 def set_trading_state(changes: Changes, state: TradingState, reason: str | None, source: str) -> None:

@@ -115,8 +115,7 @@ def changes_statements(book: AccountBook, changes: Changes) -> list[Statement]:
     """Everything ``changes`` write, in one transaction with their events."""
     account_id = book.account_id
     statements: list[Statement] = []
-    if changes.decision is not None:
-        d = changes.decision
+    for d in changes.decisions:
         if d.insert:
             statements.append(Statement(
                 "INSERT INTO decisions (account_id, decision_id, fingerprint, request, status, result, created_at,"
@@ -195,6 +194,12 @@ def load_account(conn: sqlite3.Connection, account_id: str, now: float) -> Accou
                 (account_id, *(o.id for o in orders))):
             order_fills.setdefault(order_id, set()).add(fill_id)
     return AccountRows(dict(zip(_ACCOUNT_COLUMNS, row)), positions, orders, funded, times, order_fills)
+
+
+def order_fills(conn: sqlite3.Connection, account_id: str, order_id: str) -> list[FillRecord]:
+    cursor = conn.execute("SELECT * FROM fills WHERE account_id = ? AND order_id = ? ORDER BY seq", (account_id, order_id))
+    names = [d[0] for d in cursor.description or ()]
+    return [fill_from_row(dict(zip(names, row))) for row in cursor.fetchall()]
 
 
 def stored_decision(conn: sqlite3.Connection, account_id: str, decision_id: str) -> tuple[str, bytes] | None:

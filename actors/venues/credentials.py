@@ -31,6 +31,7 @@ import msgspec
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from actors.persistence import migrate, open_connection
 from actors.venues.signing import signer_address
 
 __all__ = [
@@ -324,8 +325,6 @@ class CredentialStore:
     @classmethod
     def open(cls, path: str, master_key: str | None, **options: object) -> CredentialStore:
         """Open (and migrate, if new) the service database at ``path``."""
-        from actors.persistence import migrate, open_connection
-
         conn = open_connection(path)
         migrate(conn)
         return cls(conn, master_key, **options)  # type: ignore[arg-type]

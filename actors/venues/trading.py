@@ -125,6 +125,22 @@ class TradingClient:
     def clock_offset_ms(self) -> int | None:
         return self._http.clock_offset_ms
 
+    @property
+    def algo(self) -> bool:
+        """Whether conditional orders live in the venue's Algo Service (Binance)."""
+        return self._algo
+
+    @property
+    def key_id(self) -> str:
+        """The credentials' masked id (never the key itself)."""
+        return self._http.key_id
+
+    @property
+    def recv_window_seconds(self) -> float:
+        """How long after it was sent a request can still be accepted: the receive window for
+        HMAC requests, the nonce window (10 s) for API-wallet ones."""
+        return 10.0 if self._http.api_wallet else self._http.settings.recv_window_ms / 1000
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

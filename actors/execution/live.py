@@ -1,0 +1,497 @@
+"""The live adapter: one account's orders on AsterDEX or Binance USDⓈ-M, through the execution
+protocol the paper venue also speaks.
+
+It holds the account's :class:`~actors.venues.trading.TradingClient` (the only object in the
+service that can write to a venue; a paper account never gets one) and runs the account's
+user-data stream in the account's nursery, posting what the venue sends to the account's venue
+path. It is write-ahead: the account commits every intent before :meth:`LiveAdapter.submit`.
+
+How an order's outcome is learned, and never guessed:
+
+* a definitive answer (filled, accepted, refused with the venue's code) becomes reports at once;
+  a filled order's fills (price, quantity, fee, fee asset) come from ``userTrades`` and from the
+  user stream, under one fill id per venue trade (``<symbol>:<trade id>``), so either source
+  counts once;
+* an ambiguous one (a timeout, a dropped connection, a 5xx, -1001, -1007) is settled by asking
+  the venue for the order's client id, with backoff, for at most the venue's receive window plus
+  a margin: found, it is reported as the venue has it; still unknown after the window, it can
+  never arrive (the venue refuses a request older than its window) and is reported refused; if
+  the venue cannot be asked, nothing is reported and the order stays in flight until the account
+  reconciles. An entry is never sent twice. A protective (``closePosition``) order may be sent
+  again with the same client id once the venue says it does not have it: the venues refuse a
+  client id already open, so a second copy cannot be created.
+
+Before its first order on a symbol the adapter sets the margin type to ISOLATED and the
+position's leverage (-4046 "no need to change" and its kin count as done).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import trio
+
+from ..backoff import Backoff
+from ..domain.execution import (
+    CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueOrderState,
+    VenuePositionState,
+)
+from ..domain.filters import VenueReject
+from ..messages import AccountCannotStart
+from ..settings import LiveVenueSettings
+from ..venues.credentials import (
+    Credentials, CredentialsError, CredentialStore, master_key_from_env, resolve_credentials,
+)
+from ..venues.limits import LocalRateLimited
+from ..venues.profiles import VenueProfile, get_profile
+from ..venues.rest import RateLimited, VenueBanned, VenueError, VenueIOError, VenueUnavailable
+from ..venues.signed_http import AmbiguousOutcome, CredentialsRejected, TradingSettings
+from ..venues.trading import TradingClient
+from ..venues.trading_types import OrderRequest, VenueOrder, VenueTrade
+from ..venues.user_events import (
+    AccountUpdate, AlgoUpdate, ConditionalOrderTriggerReject, OrderTradeUpdate, StreamConnected,
+)
+from ..venues.user_stream import UserStreamSettings, user_stream
+
+if TYPE_CHECKING:
+    from ..account.context import AccountContext
+    from ..domain.book import AccountBook
+
+log = logging.getLogger("actors.execution.live")
+
+#: refused before the venue could act: the order does not exist there
+_RATE_LIMIT_CODE: Final = -1015
+_NOT_PLACED_CODE: Final = -2013
+_ALGO_STATUS: Final = {"NEW": ("NEW", "NEW"), "CANCELED": ("CANCELED", "CANCELED"), "EXPIRED": ("EXPIRED", "EXPIRED"),
+                       "REJECTED": ("REJECTED", "REJECTED"), "TRIGGERING": ("TRIGGERED", "NEW"),
+                       "TRIGGERED": ("TRIGGERED", "NEW")}
+
+
+class Resolved:
+    """The outcome of an order whose answer was lost, as the venue told it when asked."""
+
+    __slots__ = ("reports",)
+
+    def __init__(self, reports: list[Report]) -> None:
+        self.reports = reports
+
+
+class ReconcileRequested:
+    """Posted to the account when what the venue said may have been missed (a stream reconnect,
+    a full venue path): the account reconciles before it trusts its book again."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class LiveAdapter:
+    is_paper = False
+    write_ahead = True
+
+    def __init__(self, account_id: str, client: TradingClient, *, venue: str, clock: Callable[[], float],
+                 post: Callable[[Any], bool], nursery: trio.Nursery, settle_margin_seconds: float = 2.0,
+                 protective_retry_seconds: float = 10.0) -> None:
+        self.account_id = account_id
+        self._nursery = nursery
+        self.venue = venue
+        self.client = client
+        self._clock = clock
+        self._post = post
+        #: an order not found this long after it was sent can no longer arrive
+        self._horizon = client.recv_window_seconds + settle_margin_seconds
+        self._protective_retry_seconds = protective_retry_seconds
+        self._leverage: dict[str, int] = {}  # symbols set up on the venue: their leverage
+        self._algo_ids: dict[int, str] = {}  # Binance algo id -> client algo id
+        self._children: dict[int, str] = {}  # order placed by a triggered algo order -> its client id
+        self.gap = False  # the venue path overflowed: the account must reconcile
+
+    # ------------------------------------------------------------------------------ protocol
+
+    async def submit(self, intent: OrderIntent) -> Sequence[Report]:
+        try:
+            await self._prepare(intent)
+        except VenueError as exc:
+            return [_refused(intent, exc)]
+        request = _request(intent)
+        if intent.close_position or intent.reduce_only:
+            return await self._send_reducing(intent, request)
+        sent_at = self._clock()
+        try:
+            order = await self.client.place_order(request)
+        except (LocalRateLimited, VenueBanned) as exc:
+            return [_refused(intent, exc)]
+        except VenueError as exc:
+            return [_refused(intent, exc)]
+        except (AmbiguousOutcome, VenueUnavailable) as exc:
+            log.warning("%s: %s %s: outcome unknown (%s); asking the venue", self.account_id, intent.purpose,
+                        intent.client_order_id, exc)
+            self._nursery.start_soon(self._resolve, intent, sent_at)
+            return [_report(intent, "UNKNOWN", "PENDING_NEW")]
+        return await self._reports_of(intent, order)
+
+    async def cancel(self, intent: CancelIntent) -> Sequence[Report]:
+        try:
+            order = await self.client.cancel_order(intent.symbol, intent.client_order_id,
+                                                   conditional=intent.conditional and self.client.algo)
+        except (AmbiguousOutcome, VenueUnavailable):
+            order = await self._query(intent.symbol, intent.client_order_id, intent.conditional)
+            if order is None:
+                return []  # unknown now: the stream or the next reconciliation says
+        except VenueError as exc:
+            return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,
+                                    exec_type="REJECTED", status="REJECTED", reject=VenueReject(exc.code, exc.msg))]
+        if order is None:
+            return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,
+                                    exec_type="REJECTED", status="REJECTED",
+                                    reject=VenueReject(-2011, "Unknown order sent."))]
+        reports = await self._order_reports(order, intent.client_order_id)
+        return [_with_reason(r, intent.reason) if r.exec_type == "CANCELED" else r for r in reports]
+
+    async def query(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrderState | None:
+        order = await self.client.query_order(symbol, client_order_id, conditional=conditional and self.client.algo)
+        return None if order is None else _state(order)
+
+    async def open_orders(self) -> Sequence[VenueOrderState]:
+        orders = await self.client.open_orders()
+        if self.client.algo:
+            orders += await self.client.open_conditional_orders()
+        return [_state(o) for o in orders]
+
+    async def positions(self) -> Sequence[VenuePositionState]:
+        return [VenuePositionState(
+            symbol=p.symbol, side="long" if p.quantity > 0 else "short", quantity=abs(p.quantity),
+            entry_price=p.entry_price, leverage=p.leverage, isolated_margin=p.isolated_margin,
+            liquidation_price=p.liquidation_price or None, unrealized_pnl=p.unrealized_pnl, update_time_ms=p.update_time,
+        ) for p in await self.client.positions() if p.quantity != 0]
+
+    async def on_message(self, message: Any) -> Sequence[Report]:
+        match message:
+            case OrderTradeUpdate():
+                return self._order_update(message)
+            case AlgoUpdate():
+                return self._algo_update(message)
+            case ConditionalOrderTriggerReject():
+                client_id = self._algo_ids.get(message.order_id)
+                if client_id is None:
+                    return []
+                return [ExecutionReport(client_order_id=client_id, symbol=message.symbol, exec_type="TRIGGERED",
+                                        status="NEW", reject=VenueReject(-2021, message.reason),
+                                        venue_time_ms=message.event_time)]
+            case AccountUpdate(reason="FUNDING_FEE"):
+                return _funding(message)
+            case Resolved():
+                return message.reports
+            case _:
+                return []
+
+    async def poll(self, now: float) -> Sequence[Report]:
+        return []  # a live venue speaks through its user stream; the account reconciles on its own clock
+
+    async def settle(self, committed: bool) -> None:
+        return None  # write-ahead: nothing here is provisional
+
+    # ------------------------------------------------------------------------------ streams
+
+    def deliver(self, message: Any) -> None:
+        """The user stream's callback: everything goes to the account's venue path."""
+        if isinstance(message, StreamConnected) and message.reconnect:
+            self._post(ReconcileRequested("the user-data stream reconnected"))
+        if isinstance(message, AlgoUpdate):
+            self._algo_ids[message.algo_id] = message.client_algo_id
+            if message.actual_order_id:
+                self._children[message.actual_order_id] = message.client_algo_id
+        if not self._post(message) and not self.gap:
+            self.gap = True
+            log.error("%s: the account's venue path is full; it will reconcile", self.account_id)
+
+    # ------------------------------------------------------------------------------ details
+
+    async def _prepare(self, intent: OrderIntent) -> None:
+        """Margin type and leverage of the symbol, before the first entry at a leverage."""
+        if intent.leverage is None or self._leverage.get(intent.symbol) == intent.leverage:
+            return
+        if intent.symbol not in self._leverage:
+            await self.client.set_margin_type(intent.symbol, "ISOLATED")
+        await self.client.set_leverage(intent.symbol, intent.leverage)
+        self._leverage[intent.symbol] = intent.leverage
+
+    async def _send_reducing(self, intent: OrderIntent, request: OrderRequest) -> Sequence[Report]:
+        """A close, a cancel-all's flatten or a protective order: transient failures are retried
+        (with backoff, within ``protective_retry_seconds``), each time after asking the venue
+        whether the previous attempt landed."""
+        backoff = Backoff(0.2, 2.0, jitter=0.25)
+        deadline = trio.current_time() + self._protective_retry_seconds
+        while True:
+            sent_at = self._clock()
+            try:
+                order = await self.client.place_order(request)
+            except VenueError as exc:
+                return [_refused(intent, exc)]
+            except (AmbiguousOutcome, VenueUnavailable, VenueBanned) as exc:
+                if isinstance(exc, VenueBanned) or trio.current_time() >= deadline:
+                    found = await self._query(intent.symbol, intent.client_order_id, intent.close_position)
+                    if found is not None:
+                        return await self._reports_of(intent, found)
+                    self._nursery.start_soon(self._resolve, intent, sent_at)
+                    return [_report(intent, "UNKNOWN", "PENDING_NEW")]
+                found = await self._query(intent.symbol, intent.client_order_id, intent.close_position)
+                if found is not None:
+                    return await self._reports_of(intent, found)
+                if not intent.close_position:
+                    # a reduce-only market order may still arrive: only its own window can tell
+                    self._nursery.start_soon(self._resolve, intent, sent_at)
+                    return [_report(intent, "UNKNOWN", "PENDING_NEW")]
+                await trio.sleep(backoff.next())
+                continue
+            return await self._reports_of(intent, order)
+
+    async def _resolve(self, intent: OrderIntent, sent_at: float) -> None:
+        """Ask the venue what became of an order whose answer was lost, with backoff, and post
+        the outcome to the account. Not found once its receive window is over, the order can never
+        arrive: refused. If the venue cannot be asked at all, the account's next reconciliation
+        settles it."""
+        backoff = Backoff(0.2, 1.0)
+        while True:
+            try:
+                order = await self.client.query_order(intent.symbol, intent.client_order_id,
+                                                      conditional=intent.close_position and self.client.algo)
+            except (AmbiguousOutcome, VenueIOError):
+                order = _UNKNOWN
+            if isinstance(order, VenueOrder):
+                self._post(Resolved(await self._reports_of(intent, order)))
+                return
+            if order is None and self._clock() >= sent_at + self._horizon:
+                self._post(Resolved([_report(intent, "REJECTED", "REJECTED", reject=VenueReject(
+                    _NOT_PLACED_CODE, "the venue never received the order (not found after its receive window)"))]))
+                return
+            if self._clock() >= sent_at + 10 * self._horizon:
+                log.error("%s: %s %s still unknown; the next reconciliation settles it", self.account_id,
+                          intent.purpose, intent.client_order_id)
+                return
+            await trio.sleep(backoff.next())
+
+    async def _query(self, symbol: str, client_order_id: str, conditional: bool) -> VenueOrder | None:
+        try:
+            return await self.client.query_order(symbol, client_order_id, conditional=conditional and self.client.algo)
+        except (AmbiguousOutcome, VenueIOError):
+            return None
+
+    async def _reports_of(self, intent: OrderIntent, order: VenueOrder) -> list[Report]:
+        if order.is_algo:
+            self._algo_ids[order.venue_order_id] = intent.client_order_id
+        return await self._order_reports(order, intent.client_order_id)
+
+    async def _order_reports(self, order: VenueOrder, client_order_id: str) -> list[Report]:
+        """An order as the venue has it, as reports: accepted, its fills (from ``userTrades``),
+        and how it ended. Fills still on their way arrive on the user stream."""
+        symbol = order.symbol
+        reports: list[Report] = [ExecutionReport(
+            client_order_id=client_order_id, symbol=symbol, exec_type="NEW", status="NEW",
+            venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
+            order_type=order.orig_type, venue_time_ms=order.update_time)]
+        if order.executed_qty > 0 and not order.is_algo:
+            try:
+                trades = await self.client.user_trades(symbol, order_id=order.venue_order_id)
+            except VenueIOError:
+                trades = []  # the user stream brings them
+            reports += _trade_reports(client_order_id, order, trades)
+        status = _order_status(order)
+        if status in ("CANCELED", "EXPIRED", "REJECTED"):
+            reports.append(ExecutionReport(client_order_id=client_order_id, symbol=symbol, exec_type=status,  # type: ignore[arg-type]
+                                           status=status, cumulative_quantity=order.executed_qty,
+                                           reason="venue", venue_order_id=str(order.venue_order_id)))
+        elif order.executed_qty > 0:
+            # the fills the venue counted, whether or not they are listed yet
+            reports.append(ExecutionReport(client_order_id=client_order_id, symbol=symbol, exec_type="NEW",
+                                           status=status, cumulative_quantity=order.executed_qty,
+                                           average_price=order.avg_price or None))
+        return reports
+
+    def _order_update(self, event: OrderTradeUpdate) -> list[Report]:
+        client_id = self._children.get(event.order_id, event.client_order_id)
+        exec_type = event.execution_type
+        fill = None
+        if exec_type in ("TRADE", "CALCULATED") and event.last_filled_qty > 0:
+            fill = TradeFill(fill_id=f"{event.symbol}:{event.trade_id}", price=event.last_filled_price,
+                             quantity=event.last_filled_qty, fee=abs(event.commission),
+                             fee_asset=event.commission_asset or "USDT", liquidity="maker" if event.maker else "taker")
+        if exec_type not in ("NEW", "TRADE", "CANCELED", "EXPIRED", "CALCULATED", "REJECTED"):
+            return []  # AMENDMENT and the like change nothing the account keeps
+        liquidation = exec_type == "CALCULATED" or event.order_type == "LIQUIDATION"
+        return [ExecutionReport(
+            client_order_id=client_id, symbol=event.symbol,
+            exec_type="CALCULATED" if liquidation and fill is not None else exec_type,  # type: ignore[arg-type]
+            status=_status_of(event.status), venue_order_id=str(event.order_id),
+            side=event.side,  # type: ignore[arg-type]
+            order_type="LIQUIDATION" if liquidation else event.orig_type, cumulative_quantity=event.cum_filled_qty,
+            average_price=event.avg_price or None, fill=fill, trigger_price=event.stop_price,
+            reason=event.expiry_reason or ("venue" if exec_type in ("CANCELED", "EXPIRED") else None),
+            venue_time_ms=event.event_time, bankruptcy_price=event.last_filled_price if liquidation else None,
+        )]
+
+    def _algo_update(self, event: AlgoUpdate) -> list[Report]:
+        mapped = _ALGO_STATUS.get(event.status)
+        if mapped is None:
+            return []  # FINISHED: the order it placed reported its fills itself
+        exec_type, status = mapped
+        reject = VenueReject(-2021, event.reject_reason or "rejected") if status == "REJECTED" else None
+        return [ExecutionReport(client_order_id=event.client_algo_id, symbol=event.symbol, exec_type=exec_type,  # type: ignore[arg-type]
+                                status=status, venue_order_id=str(event.algo_id), order_type=event.order_type,
+                                trigger_price=event.trigger_price, reject=reject, reason="venue",
+                                venue_time_ms=event.event_time)]
+
+
+_UNKNOWN: Final[Any] = object()
+
+
+def _request(intent: OrderIntent) -> OrderRequest:
+    conditional = intent.type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+    return OrderRequest(
+        symbol=intent.symbol, side=intent.side, type=intent.type, client_order_id=intent.client_order_id,
+        quantity=None if intent.close_position else intent.quantity, price=intent.price,
+        time_in_force="GTC" if intent.type == "LIMIT" else None,
+        reduce_only=intent.reduce_only and not intent.close_position, close_position=intent.close_position,
+        stop_price=intent.trigger_price if conditional else None,
+        working_type=intent.working_type if conditional else None, price_protect=conditional,
+    )
+
+
+def _report(intent: OrderIntent, exec_type: str, status: str, *, reject: VenueReject | None = None) -> ExecutionReport:
+    return ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol, exec_type=exec_type,  # type: ignore[arg-type]
+                           status=status, side=intent.side, order_type=intent.type, reject=reject)
+
+
+def _refused(intent: OrderIntent, exc: VenueIOError) -> ExecutionReport:
+    if isinstance(exc, (LocalRateLimited, RateLimited, VenueBanned)):
+        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(_RATE_LIMIT_CODE, str(exc)))
+    if isinstance(exc, VenueError):
+        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(exc.code, exc.msg))
+    return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(-1000, str(exc)))
+
+
+def _with_reason(report: ExecutionReport, reason: str) -> ExecutionReport:
+    return msgspec.structs.replace(report, reason=reason)
+
+
+def _order_status(order: VenueOrder) -> str:
+    if order.is_algo:
+        return {"CANCELED": "CANCELED", "EXPIRED": "EXPIRED", "REJECTED": "REJECTED"}.get(order.status, "NEW")
+    return _status_of(order.status)
+
+
+def _status_of(status: str) -> str:
+    return "EXPIRED" if status in ("EXPIRED_IN_MATCH", "NEW_INSURANCE", "NEW_ADL") else status
+
+
+def _trade_reports(client_order_id: str, order: VenueOrder, trades: Sequence[VenueTrade]) -> list[Report]:
+    reports: list[Report] = []
+    cumulative = Decimal(0)
+    for trade in sorted(trades, key=lambda t: t.id):
+        cumulative += trade.qty
+        reports.append(ExecutionReport(
+            client_order_id=client_order_id, symbol=order.symbol, exec_type="TRADE",
+            status="FILLED" if cumulative >= order.orig_qty else "PARTIALLY_FILLED",
+            venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
+            order_type=order.orig_type, cumulative_quantity=cumulative,
+            fill=TradeFill(fill_id=f"{order.symbol}:{trade.id}", price=trade.price, quantity=trade.qty,
+                           fee=abs(trade.commission), fee_asset=trade.commission_asset,
+                           liquidity="maker" if trade.maker else "taker"),
+            venue_time_ms=trade.time))
+    return reports
+
+
+def _funding(event: AccountUpdate) -> list[Report]:
+    """Funding the venue settled: the balance change of the settlement, on the one position it
+    names (an update naming several is left to reconciliation, which reads the income records)."""
+    if len(event.positions) != 1:
+        return []
+    change = sum((b.balance_change for b in event.balances), Decimal(0))
+    return [FundingReport(symbol=event.positions[0].symbol, funding_time=event.transaction_time, rate=None,
+                          mark=None, amount=change, venue_time_ms=event.event_time)]
+
+
+def _state(order: VenueOrder) -> VenueOrderState:
+    return VenueOrderState(
+        client_order_id=order.client_order_id, symbol=order.symbol, status=_order_status(order),
+        venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
+        order_type=order.orig_type, quantity=order.orig_qty or None, filled_quantity=order.executed_qty,
+        average_price=order.avg_price or None, price=order.price or None, trigger_price=order.stop_price,
+        reduce_only=order.reduce_only, close_position=order.close_position, conditional=order.is_conditional,
+        update_time_ms=order.update_time,
+    )
+
+
+# ---------------------------------------------------------------------------------- opening
+
+
+async def open_live_adapter(ctx: AccountContext, book: AccountBook, nursery: trio.Nursery) -> LiveAdapter:
+    """The adapter of a live account: its credentials, its trading client (checked against the
+    venue), its user-data stream in the account's ``nursery``.
+
+    Raises:
+        AccountCannotStart: the credentials are missing, cannot be decrypted, or the venue
+            refuses them; the message names the account and where the credentials come from.
+    """
+    account = ctx.settings
+    venue = ctx.service_settings.venue_settings(account.venue)
+    assert isinstance(venue, LiveVenueSettings)
+    profile = get_profile(account.venue, venue.rest_url, venue.ws_url)
+    credentials = await trio.to_thread.run_sync(_credentials, ctx)
+    client = TradingClient(profile, credentials, account_id=account.id, clock=ctx.clock.now,
+                           limiter=ctx.venue_limiter,
+                           settings=TradingSettings(recv_window_ms=venue.recv_window_ms,
+                                                    timeout_seconds=venue.request_timeout_seconds))
+    try:
+        await client.sync_time()
+        await client.check_credentials()
+    except CredentialsRejected as exc:
+        await client.aclose()
+        raise AccountCannotStart(
+            f"account {account.id!r}: {account.venue} refused its credentials ({_source(ctx)}, key "
+            f"{client.key_id}): {exc.code} {exc.msg}") from None
+    adapter = LiveAdapter(account.id, client, venue=account.venue, clock=ctx.clock.now,
+                          post=ctx.mailbox.post_venue, nursery=nursery, settle_margin_seconds=venue.settle_margin_seconds,
+                          protective_retry_seconds=account.protection_deadline_seconds)
+    stream = UserStreamSettings(keepalive_interval_seconds=venue.user_stream_keepalive_seconds,
+                                reconnect_initial_seconds=venue.user_stream_reconnect_seconds)
+    nursery.start_soon(_run_stream, adapter, profile, stream)
+    return adapter
+
+
+async def _run_stream(adapter: LiveAdapter, profile: VenueProfile, settings: UserStreamSettings) -> None:
+    """The account's user-data stream, and the trading client closed when the account stops."""
+    try:
+        await user_stream(adapter.client, profile, adapter.deliver, settings=settings)
+    finally:
+        with trio.CancelScope(shield=True):
+            await adapter.client.aclose()
+
+
+def _credentials(ctx: AccountContext) -> Credentials:
+    """From the environment variables the settings name, else from the encrypted store."""
+    account = ctx.settings
+    try:
+        if account.credentials is not None:
+            return resolve_credentials(account.id, account.venue, account.credentials)
+        store = CredentialStore.open(ctx.service_settings.database.path, master_key_from_env())
+        try:
+            return resolve_credentials(account.id, account.venue, None, store=store)
+        finally:
+            store.close()
+    except CredentialsError as exc:
+        raise AccountCannotStart(str(exc)) from None
+
+
+def _source(ctx: AccountContext) -> str:
+    settings = ctx.settings.credentials
+    if settings is None:
+        return "credentials from the encrypted store"
+    if settings.kind == "hmac":
+        return f"api key from ${settings.api_key_env}, secret from ${settings.api_secret_env}"
+    return f"signer key from ${settings.signer_key_env}"
