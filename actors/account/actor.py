@@ -32,6 +32,7 @@ from ..domain import planner
 from ..domain.book import AccountBook, Applied, Changes, DecisionEntry, marks_of
 from ..domain.events import CloseAllDone, OrderCanceled, ProtectionPartial, RiskChanged
 from ..domain.execution import CancelIntent, Report
+from ..domain.filters import UNKNOWN_ORDER, VenueReject
 from ..domain.ledger import Batch, LedgerContext, OrderExecution, apply_reports
 from ..domain.money import fmt
 from ..domain.orders import OrderRecord
@@ -291,20 +292,28 @@ class AccountActor:
         await self.checkpoint(changes)
         return execution
 
-    async def cancel(self, changes: Changes, intent: CancelIntent) -> None:
+    async def cancel(self, changes: Changes, intent: CancelIntent) -> VenueReject | None:
+        """Cancel one order on the venue; the venue's refusal if it would not (the order then
+        stays open: a rate limit, a venue that cannot be reached)."""
         reports = await self.adapter.cancel(intent)
-        if reports and all(r.exec_type == "REJECTED" for r in reports):
-            # the venue no longer has it (-2011): a protective order of a closed position, or a
-            # working order the venue swept; nothing is left to cancel
+        refusals = [r.reject for r in reports if r.exec_type == "REJECTED" and r.reject is not None]
+        if reports and len(refusals) == len(reports):
+            if refusals[0].code != UNKNOWN_ORDER:
+                log.warning("account %s: cancel of %s refused: %s %s", self.account_id, intent.order_id,
+                            refusals[0].code, refusals[0].msg)
+                return refusals[0]
+            # the venue no longer has it: a protective order of a closed position, or a working
+            # order the venue swept; nothing is left to cancel
             order = changes.order(intent.order_id)
             if order is not None and order.is_open:
                 changes.put_order(msgspec.structs.replace(order, status="CANCELED", updated_at=changes.now))
                 changes.emit(OrderCanceled(order_id=order.id, reason=intent.reason))
-            return
+            return None
         await self.apply(changes, reports)
+        return None
 
     async def protect(self, changes: Changes, position: Position, take_profit: Decimal | None,
-                      stop_loss: Decimal | None, *, decision_id: str | None) -> Position:
+                      stop_loss: Decimal | None, *, decision_id: str | None) -> protection.Protected:
         return await protection.protect(self, changes, position, take_profit, stop_loss, decision_id=decision_id)
 
     async def flatten(self, changes: Changes, position: Position, *, purpose: str, order_id: str) -> OrderExecution:
@@ -331,10 +340,11 @@ class AccountActor:
             closed: list[dict[str, Any]] = []
             failed: list[dict[str, Any]] = []
             for order in list(self.book.orders.values()):
-                await self.cancel(changes, CancelIntent(order_id=order.id, client_order_id=order.client_order_id,
-                                                        symbol=order.symbol, conditional=order.is_conditional,
-                                                        reason=reason))
-                cancelled.append(order.id)
+                refusal = await self.cancel(changes, planner.cancel_of(order, reason))
+                if refusal is None:
+                    cancelled.append(order.id)
+                else:
+                    failed.append({"order_id": order.id, "reason": f"cancel refused: {refusal.code} {refusal.msg}"})
             for symbol, position in list(self.book.positions.items()):
                 execution = await self.flatten(changes, position, purpose="close_all",
                                                order_id=f"{position.id}:close_all:{changes.now:.6f}")
@@ -386,8 +396,12 @@ class AccountActor:
         if problem:
             raise CommandRefused("INVALID_TPSL", problem)
         changes = self.changes()
-        position = await self.protect(changes, position, msg.take_profit, msg.stop_loss, decision_id=None)
+        position, kept = await self.protect(changes, position, msg.take_profit, msg.stop_loss, decision_id=None)
         await self.commit(changes)
+        if kept:
+            raise CommandRefused("VENUE_REFUSED", "; ".join(
+                f"the venue would not cancel the {purpose.replace('_', '-')} at {fmt(getattr(position, purpose))} "
+                f"({refusal.code}: {refusal.msg}); it stays in force" for purpose, refusal in kept.items()), status=502)
         return msgspec.to_builtins(position_view(position, mark))
 
     async def cancel_order(self, order_id: str) -> Any:
@@ -395,9 +409,12 @@ class AccountActor:
         if order is None:
             raise CommandRefused("UNKNOWN_ORDER", f"no open order {order_id!r}", status=404)
         changes = self.changes()
-        await self.cancel(changes, CancelIntent(order_id=order.id, client_order_id=order.client_order_id,
-                                                symbol=order.symbol, conditional=order.is_conditional))
-        position = self.book.positions.get(order.symbol)
+        refusal = await self.cancel(changes, planner.cancel_of(order, "client"))
+        if refusal is not None:
+            await self.commit(changes)
+            raise CommandRefused("VENUE_REFUSED", f"the venue would not cancel order {order_id!r} "
+                                 f"({refusal.code}: {refusal.msg}); it is still working", status=502)
+        position = changes.open_position(order.symbol)
         if position is not None and order.is_protective:
             changes.put_position(msgspec.structs.replace(position, **{order.purpose: None}))
         await self.commit(changes)

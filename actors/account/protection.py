@@ -11,11 +11,14 @@ entry fills (or moved by ``PUT .../protection``), and what happens when the venu
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
 
 from ..domain import planner
 from ..domain.book import Changes
 from ..domain.events import ProtectionFailed
+from ..domain.filters import VenueReject
 from ..domain.orders import OrderRecord
 from ..domain.positions import Position
 
@@ -25,21 +28,37 @@ if TYPE_CHECKING:
 WOULD_IMMEDIATELY_TRIGGER = -2021
 
 
+class Protected(NamedTuple):
+    position: Position  # as it stands after
+    #: levels the venue would not move (the old order's cancel was refused: it stays in force)
+    kept: dict[str, VenueReject]
+
+
 async def protect(actor: AccountActor, changes: Changes, position: Position, take_profit: Decimal | None,
-                  stop_loss: Decimal | None, *, decision_id: str | None) -> Position:
-    """Place (or move) the levels; returns the position as it stands after."""
+                  stop_loss: Decimal | None, *, decision_id: str | None) -> Protected:
+    """Place (or move) the levels. A level whose old order the venue would not cancel is not
+    moved (two stops would be working): the old one stays, and is reported in ``kept``."""
     plan = planner.plan_protection(changes, position, take_profit, stop_loss, decision_id=decision_id)
-    changes.put_position(plan.position)
+    kept: dict[str, VenueReject] = {}
     for cancel in plan.cancels:
-        await actor.cancel(changes, cancel)
+        refusal = await actor.cancel(changes, cancel)
+        if refusal is not None:
+            old = changes.order(cancel.order_id)
+            assert old is not None
+            kept[old.purpose] = refusal
+    levels = {purpose: getattr(position, purpose) for purpose in kept}
+    changes.put_position(msgspec.structs.replace(plan.position, **levels) if levels else plan.position)
     for planned in plan.orders:
+        order = planned.order
+        if order.purpose in kept:
+            continue
         execution = await actor.send(changes, planned, timeout=actor.ctx.protection_deadline_seconds)
         order = execution.order
         if order.status == "REJECTED" or order.status == "PENDING_NEW":
             await _unprotectable(actor, changes, order, execution.rejected.code if execution.rejected else None)
             break
         planner.protection_placed(changes, order)
-    return changes.position(position.symbol) or plan.position
+    return Protected(changes.latest_position(position), kept)
 
 
 async def _unprotectable(actor: AccountActor, changes: Changes, order: OrderRecord, code: int | None) -> None:

@@ -14,6 +14,12 @@ from .market import Instrument, OrderSide
 from .money import fmt, is_multiple
 
 
+#: not a venue's code: the request never reached the venue (it could not be connected to)
+NOT_SENT_CODE = -1
+#: the venue's "Unknown order sent.": it does not hold the order (any more)
+UNKNOWN_ORDER = -2011
+
+
 class VenueReject(msgspec.Struct, frozen=True):
     code: int
     msg: str

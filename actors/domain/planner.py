@@ -23,6 +23,7 @@ from .book import UNCHANGED, AccountConfig, AuditEntry, Changes
 from .decisions import Decision
 from .events import DecisionAccepted, DecisionRejected, ProtectionPlaced, StateChanged
 from .execution import CancelIntent, OrderIntent
+from .filters import NOT_SENT_CODE
 from .market import Instrument, Quote
 from .money import fmt, round_step_down
 from .orders import PROTECTIVE, OrderRecord, client_order_id
@@ -305,6 +306,9 @@ def venue_rejection(order: OrderRecord) -> Rejection:
     details = {"venue_code": order.reject_code or "", "venue_message": order.reject_message or ""}
     if order.purpose in ("entry", "exit"):
         details["quantity"] = fmt(order.quantity) or "0"
+    if order.reject_code == str(NOT_SENT_CODE):
+        return Rejection(code="VENUE_UNAVAILABLE", message=f"the venue could not be reached: {order.reject_message}",
+                         details=details)
     if order.reject_code in RATE_LIMIT_CODES:
         return Rejection(code="RATE_LIMITED", message=f"the venue's rate limit: {order.reject_message}",
                          details=details)

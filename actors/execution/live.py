@@ -28,11 +28,12 @@ position's leverage (-4046 "no need to change" and its kin count as done).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
+import tenacity
 import trio
 
 from ..backoff import Backoff
@@ -40,7 +41,7 @@ from ..domain.execution import (
     CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueOrderState,
     VenuePositionState,
 )
-from ..domain.filters import VenueReject
+from ..domain.filters import NOT_SENT_CODE, UNKNOWN_ORDER, VenueReject
 from ..messages import AccountCannotStart
 from ..settings import LiveVenueSettings
 from ..venues.credentials import (
@@ -66,6 +67,7 @@ log = logging.getLogger("actors.execution.live")
 #: refused before the venue could act: the order does not exist there
 _RATE_LIMIT_CODE: Final = -1015
 _NOT_PLACED_CODE: Final = -2013
+T = TypeVar("T")
 _ALGO_STATUS: Final = {"NEW": ("NEW", "NEW"), "CANCELED": ("CANCELED", "CANCELED"), "EXPIRED": ("EXPIRED", "EXPIRED"),
                        "REJECTED": ("REJECTED", "REJECTED"), "TRIGGERING": ("TRIGGERED", "NEW"),
                        "TRIGGERED": ("TRIGGERED", "NEW")}
@@ -116,7 +118,11 @@ class LiveAdapter:
     async def submit(self, intent: OrderIntent) -> Sequence[Report]:
         try:
             await self._prepare(intent)
+        except VenueBanned as exc:
+            return [_refused(intent, exc)]
         except VenueError as exc:
+            return [_refused(intent, exc)]
+        except VenueIOError as exc:  # the venue cannot be reached: nothing was sent
             return [_refused(intent, exc)]
         request = _request(intent)
         if intent.close_position or intent.reduce_only:
@@ -124,32 +130,32 @@ class LiveAdapter:
         sent_at = self._clock()
         try:
             order = await self.client.place_order(request)
-        except (LocalRateLimited, VenueBanned) as exc:
+        except AmbiguousOutcome as exc:
+            return self._unknown(intent, sent_at, exc)
+        except VenueIOError as exc:  # a refusal, a rate limit, a ban, never sent: not placed
             return [_refused(intent, exc)]
-        except VenueError as exc:
-            return [_refused(intent, exc)]
-        except (AmbiguousOutcome, VenueUnavailable) as exc:
-            log.warning("%s: %s %s: outcome unknown (%s); asking the venue", self.account_id, intent.purpose,
-                        intent.client_order_id, exc)
-            self._nursery.start_soon(self._resolve, intent, sent_at)
-            return [_report(intent, "UNKNOWN", "PENDING_NEW")]
         return await self._reports_of(intent, order)
 
     async def cancel(self, intent: CancelIntent) -> Sequence[Report]:
+        """A cancel is sent again while it did not reach the venue (a 429, a connection never
+        made); after an ambiguous answer the venue is asked what became of the order."""
+        async def once() -> VenueOrder | None:
+            return await self.client.cancel_order(intent.symbol, intent.client_order_id,
+                                                  conditional=intent.conditional and self.client.algo)
         try:
-            order = await self.client.cancel_order(intent.symbol, intent.client_order_id,
-                                                   conditional=intent.conditional and self.client.algo)
-        except (AmbiguousOutcome, VenueUnavailable):
+            order = await self._persist(once)
+        except AmbiguousOutcome:
             order = await self._query(intent.symbol, intent.client_order_id, intent.conditional)
             if order is None:
                 return []  # unknown now: the stream or the next reconciliation says
-        except VenueError as exc:
+        except VenueIOError as exc:
+            code, msg = (exc.code, exc.msg) if isinstance(exc, VenueError) else (NOT_SENT_CODE, f"not sent: {exc}")
             return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,
-                                    exec_type="REJECTED", status="REJECTED", reject=VenueReject(exc.code, exc.msg))]
+                                    exec_type="REJECTED", status="REJECTED", reject=VenueReject(code, msg))]
         if order is None:
             return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,
                                     exec_type="REJECTED", status="REJECTED",
-                                    reject=VenueReject(-2011, "Unknown order sent."))]
+                                    reject=VenueReject(UNKNOWN_ORDER, "Unknown order sent."))]
         reports = await self._order_reports(order, intent.client_order_id)
         return [_with_reason(r, intent.reason) if r.exec_type == "CANCELED" else r for r in reports]
 
@@ -222,34 +228,56 @@ class LiveAdapter:
         self._leverage[intent.symbol] = intent.leverage
 
     async def _send_reducing(self, intent: OrderIntent, request: OrderRequest) -> Sequence[Report]:
-        """A close, a cancel-all's flatten or a protective order: transient failures are retried
-        (with backoff, within ``protective_retry_seconds``), each time after asking the venue
-        whether the previous attempt landed."""
-        backoff = Backoff(0.2, 2.0, jitter=0.25)
-        deadline = trio.current_time() + self._protective_retry_seconds
-        while True:
+        """A close, a flatten or a protective order. Sent again (see :meth:`_persist`) while it
+        did not reach the venue, and, for a protective order, when the venue says it does not
+        have it after an ambiguous answer (the venue refuses a client id it holds open, so a
+        second copy cannot be made). A reduce-only order whose answer was lost is not: it may
+        still arrive, and only its receive window can tell."""
+        sent_at = self._clock()
+
+        async def once() -> Sequence[Report]:
+            nonlocal sent_at
             sent_at = self._clock()
             try:
                 order = await self.client.place_order(request)
-            except VenueError as exc:
-                return [_refused(intent, exc)]
-            except (AmbiguousOutcome, VenueUnavailable, VenueBanned) as exc:
-                if isinstance(exc, VenueBanned) or trio.current_time() >= deadline:
-                    found = await self._query(intent.symbol, intent.client_order_id, intent.close_position)
-                    if found is not None:
-                        return await self._reports_of(intent, found)
-                    self._nursery.start_soon(self._resolve, intent, sent_at)
-                    return [_report(intent, "UNKNOWN", "PENDING_NEW")]
+            except AmbiguousOutcome as exc:
                 found = await self._query(intent.symbol, intent.client_order_id, intent.close_position)
                 if found is not None:
                     return await self._reports_of(intent, found)
                 if not intent.close_position:
-                    # a reduce-only market order may still arrive: only its own window can tell
-                    self._nursery.start_soon(self._resolve, intent, sent_at)
-                    return [_report(intent, "UNKNOWN", "PENDING_NEW")]
-                await trio.sleep(backoff.next())
-                continue
+                    return self._unknown(intent, sent_at, exc)
+                raise _SendAgain(exc) from None
             return await self._reports_of(intent, order)
+
+        try:
+            return await self._persist(once)
+        except _SendAgain as exc:
+            return self._unknown(intent, sent_at, exc.ambiguous)
+        except VenueIOError as exc:  # refused, banned, or never reached the venue in time
+            return [_refused(intent, exc)]
+
+    async def _persist(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` again, with exponential backoff and jitter (tenacity), while the
+        request did not reach the venue (429 and local rate limits: the limiter holds the next
+        attempt until the pause ends; a connection never made) or asks for it (:class:`_SendAgain`),
+        until ``protective_retry_seconds`` have passed; then the last failure is raised."""
+        deadline = trio.current_time() + self._protective_retry_seconds
+        retrying = tenacity.AsyncRetrying(
+            sleep=trio.sleep, reraise=True,
+            stop=lambda state: trio.current_time() >= deadline,
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.1),
+            retry=tenacity.retry_if_exception_type((RateLimited, VenueUnavailable, _SendAgain)),
+        )
+        async for round_ in retrying:
+            with round_:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
+    def _unknown(self, intent: OrderIntent, sent_at: float, exc: Exception) -> list[Report]:
+        log.warning("%s: %s %s: outcome unknown (%s); asking the venue", self.account_id, intent.purpose,
+                    intent.client_order_id, exc)
+        self._nursery.start_soon(self._resolve, intent, sent_at)
+        return [_report(intent, "UNKNOWN", "PENDING_NEW")]
 
     async def _resolve(self, intent: OrderIntent, sent_at: float) -> None:
         """Ask the venue what became of an order whose answer was lost, with backoff, and post
@@ -350,6 +378,14 @@ class LiveAdapter:
 _UNKNOWN: Final[Any] = object()
 
 
+class _SendAgain(Exception):
+    """A protective order whose answer was lost and that the venue says it does not have."""
+
+    def __init__(self, ambiguous: AmbiguousOutcome) -> None:
+        super().__init__(str(ambiguous))
+        self.ambiguous = ambiguous
+
+
 def _request(intent: OrderIntent) -> OrderRequest:
     conditional = intent.type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
     return OrderRequest(
@@ -372,7 +408,7 @@ def _refused(intent: OrderIntent, exc: VenueIOError) -> ExecutionReport:
         return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(_RATE_LIMIT_CODE, str(exc)))
     if isinstance(exc, VenueError):
         return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(exc.code, exc.msg))
-    return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(-1000, str(exc)))
+    return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(NOT_SENT_CODE, f"not sent: {exc}"))
 
 
 def _with_reason(report: ExecutionReport, reason: str) -> ExecutionReport:

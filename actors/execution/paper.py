@@ -33,7 +33,7 @@ from ..domain.execution import (
     VenuePositionState,
 )
 from ..domain.fills import BookWalk, consume, walk_book
-from ..domain.filters import VenueReject, check_leverage, check_min_notional, check_price, check_quantity
+from ..domain.filters import UNKNOWN_ORDER, VenueReject, check_leverage, check_min_notional, check_price, check_quantity
 from ..domain.margin import bankruptcy_price, funding_times_between, is_liquidated, liquidation_fee
 from ..domain.market import Instrument, Quote
 from ..domain.money import ZERO, fmt
@@ -125,7 +125,7 @@ class PaperVenue:
         if working is None:
             return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,
                                     exec_type="REJECTED", status="REJECTED",
-                                    reject=VenueReject(-2011, "Unknown order sent."))]
+                                    reject=VenueReject(UNKNOWN_ORDER, "Unknown order sent."))]
         self._remove(intent.client_order_id)
         return [_report(working.intent, "CANCELED", "CANCELED", working.filled, reason=intent.reason)]
 
