@@ -24,6 +24,7 @@ import yaml
 
 from .domain.risk import GlobalLimits, InvalidLimits, RiskLimits, merge_global_limits, merge_limits
 from .venues.credentials import CredentialSettings
+from .venues.limits import LimiterSettings
 
 DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "settings.yaml"
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
@@ -78,6 +79,9 @@ class LiveVenueSettings(_Strict):
     user_stream_reconnect_seconds: float = 0.5
     #: how often a live account reconciles with the venue (also after every stream reconnect)
     reconcile_interval_seconds: float = 60.0
+    #: shares of the venue's request-weight and order-count limits per priority (entries stop
+    #: first, closes and cancels last) and how long a request may wait for budget
+    rate_limits: LimiterSettings = LimiterSettings()
 
 
 class SupervisorSettings(_Strict):

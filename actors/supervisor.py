@@ -157,7 +157,8 @@ class Supervisor:
             assert self.service_settings is not None, "live accounts need the service settings"
             venue = self.service_settings.venue_settings(account.venue)
             profile = get_profile(account.venue, getattr(venue, "rest_url", None), getattr(venue, "ws_url", None))
-            limiter = self.limiters[account.venue] = VenueLimiter.for_profile(profile)
+            limiter = self.limiters[account.venue] = VenueLimiter.for_profile(
+                profile, getattr(venue, "rate_limits", None))
         return limiter
 
     async def _supervise(self, slot: AccountSlot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

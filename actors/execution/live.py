@@ -67,6 +67,8 @@ log = logging.getLogger("actors.execution.live")
 #: refused before the venue could act: the order does not exist there
 _RATE_LIMIT_CODE: Final = -1015
 _NOT_PLACED_CODE: Final = -2013
+#: the venue's "execution status unknown": a cancel whose answer was lost, the order still working
+CANCEL_UNCONFIRMED: Final = -1007
 T = TypeVar("T")
 _ALGO_STATUS: Final = {"NEW": ("NEW", "NEW"), "CANCELED": ("CANCELED", "CANCELED"), "EXPIRED": ("EXPIRED", "EXPIRED"),
                        "REJECTED": ("REJECTED", "REJECTED"), "TRIGGERING": ("TRIGGERED", "NEW"),
@@ -144,10 +146,19 @@ class LiveAdapter:
                                                   conditional=intent.conditional and self.client.algo)
         try:
             order = await self._persist(once)
-        except AmbiguousOutcome:
-            order = await self._query(intent.symbol, intent.client_order_id, intent.conditional)
-            if order is None:
-                return []  # unknown now: the stream or the next reconciliation says
+        except AmbiguousOutcome as exc:
+            try:
+                order = await self.client.query_order(intent.symbol, intent.client_order_id,
+                                                      conditional=intent.conditional and self.client.algo)
+            except VenueIOError:
+                order = _UNKNOWN
+            if order is _UNKNOWN or (order is not None and _order_status(order) in ("NEW", "PARTIALLY_FILLED")):
+                # not done, or not known to be: the order is taken as still working (if the cancel
+                # did land, the user stream or the next reconciliation says so)
+                state = "the venue cannot be asked" if order is _UNKNOWN else "the order is still working"
+                return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,
+                                        exec_type="REJECTED", status="REJECTED",
+                                        reject=VenueReject(CANCEL_UNCONFIRMED, f"cancel not confirmed ({exc}); {state}"))]
         except VenueIOError as exc:
             code, msg = (exc.code, exc.msg) if isinstance(exc, VenueError) else (NOT_SENT_CODE, f"not sent: {exc}")
             return [ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol,

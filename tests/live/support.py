@@ -85,3 +85,21 @@ def decision(decision_id: str, **fields: Any) -> dict[str, Any]:
                             "quantity": "0.1", "leverage": 5}
     body.update(fields)
     return {k: v for k, v in body.items() if v is not None}
+
+
+def working_protection(fake: FakeExchange, account: str) -> dict[str, tuple[str, str]]:
+    """The account's working trigger orders on the venue, by client id: (type, trigger price).
+    Binance keeps them in the Algo Order book, AsterDEX among the ordinary orders."""
+    if fake.flavour == "binance":
+        return {a.client_algo_id: (a.order_type, f"{a.trigger_price.normalize():f}")
+                for a in fake.algo_orders(account) if a.status == "NEW"}
+    return {o.client_id: (o.orig_type, f"{o.stop_price.normalize():f}")
+            for o in fake.open_orders(account) if o.orig_type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")}
+
+
+async def open_position(client: httpx.AsyncClient, account: str, decision_id: str, **fields: Any) -> dict[str, Any]:
+    response = await client.post(f"/v1/accounts/{account}/decisions", json=decision(decision_id, **fields))
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    assert result["status"] == "filled", result
+    return result
