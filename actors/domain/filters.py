@@ -16,6 +16,8 @@ from .money import fmt, is_multiple
 
 #: not a venue's code: the request never reached the venue (it could not be connected to)
 NOT_SENT_CODE = -1
+#: not a venue's code either: not sent, to stay within the venue's rate limits (or during its ban)
+RATE_BUDGET_CODE = -2
 #: the venue's "Unknown order sent.": it does not hold the order (any more)
 UNKNOWN_ORDER = -2011
 

@@ -23,7 +23,7 @@ from .book import UNCHANGED, AccountConfig, AuditEntry, Changes
 from .decisions import Decision
 from .events import DecisionAccepted, DecisionRejected, ProtectionPlaced, StateChanged
 from .execution import CancelIntent, OrderIntent
-from .filters import NOT_SENT_CODE
+from .filters import NOT_SENT_CODE, RATE_BUDGET_CODE
 from .market import Instrument, Quote
 from .money import fmt, round_step_down
 from .orders import PROTECTIVE, OrderRecord, client_order_id
@@ -197,32 +197,33 @@ class ProtectionPlan(NamedTuple):
 
 def plan_protection(changes: Changes, position: Position, take_profit: Decimal | None,
                     stop_loss: Decimal | None, *, decision_id: str | None) -> ProtectionPlan:
-    """Place or move a position's protective orders (``closePosition`` triggers)."""
+    """Place or move a position's protective orders (``closePosition`` triggers). Every
+    placement round is an order of its own (``<position>:stop_loss``, moved: ``<position>:stop_loss.2``...):
+    the one it replaces is cancelled and keeps its history."""
     config = changes.book.config
     cancels: list[CancelIntent] = []
     orders: list[PlannedOrder] = []
     levels = {"stop_loss": stop_loss, "take_profit": take_profit}
+    revision = position.protection_revision  # placement rounds so far
+    working = {o.purpose: o for o in changes.protective_orders(position.id) if o.is_open}
     for purpose in PROTECTIVE:
         price = levels[purpose]
         if price is None:
             continue
-        order_id = f"{position.id}:{purpose}"
-        previous = changes.order(order_id)
-        revision = 0
-        created_at = None
+        previous = working.get(purpose)
         if previous is not None:
-            revision, created_at = previous.revision + 1, previous.created_at
-            if previous.is_open:
-                cancels.append(cancel_of(previous, "replaced"))
+            cancels.append(cancel_of(previous, "replaced"))
+        order_id = f"{position.id}:{purpose}" if revision == 0 else f"{position.id}:{purpose}.{revision + 1}"
         order = _record(changes, order_id=order_id, purpose=purpose, decision_id=decision_id,
                         position_id=position.id, symbol=position.symbol, side=exit_side(position.side),
                         type_=ORDER_TYPES[purpose], reduce_only=True, quantity=None, trigger_price=price,
-                        revision=revision, created_at=created_at)
+                        revision=revision)
         orders.append(PlannedOrder(order, intent_for(order, config)))
     position = msgspec.structs.replace(
         position,
         take_profit=take_profit if take_profit is not None else position.take_profit,
         stop_loss=stop_loss if stop_loss is not None else position.stop_loss,
+        protection_revision=revision + 1 if orders else revision,
     )
     return ProtectionPlan(cancels, orders, position)
 
@@ -303,12 +304,19 @@ RATE_LIMIT_CODES = ("-1003", "-1015")
 
 
 def venue_rejection(order: OrderRecord) -> Rejection:
-    details = {"venue_code": order.reject_code or "", "venue_message": order.reject_message or ""}
+    """Why the venue (or the way to it) refused an order. A refusal made here, before sending
+    (the rate budget, a venue that cannot be reached), names no venue code: ``sent`` is false."""
+    local = order.reject_code in (str(NOT_SENT_CODE), str(RATE_BUDGET_CODE))
+    details = ({"sent": "false", "reason": order.reject_message or ""} if local else
+               {"venue_code": order.reject_code or "", "venue_message": order.reject_message or ""})
     if order.purpose in ("entry", "exit"):
         details["quantity"] = fmt(order.quantity) or "0"
     if order.reject_code == str(NOT_SENT_CODE):
         return Rejection(code="VENUE_UNAVAILABLE", message=f"the venue could not be reached: {order.reject_message}",
                          details=details)
+    if order.reject_code == str(RATE_BUDGET_CODE):
+        return Rejection(code="RATE_LIMITED", message=f"not sent, to stay within the venue's rate limits: "
+                         f"{order.reject_message}", details=details)
     if order.reject_code in RATE_LIMIT_CODES:
         return Rejection(code="RATE_LIMITED", message=f"the venue's rate limit: {order.reject_message}",
                          details=details)

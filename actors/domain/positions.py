@@ -98,6 +98,8 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     close_reason: str | None = None  # decision | take_profit | stop_loss | liquidation | close_all
     opened_by: str = ""  # decision id
     external: bool = False  # adopted from the venue: not opened by this service
+    #: protective orders placed so far: each one (a moved stop-loss too) is a new order
+    protection_revision: int = 0
 
     @property
     def is_open(self) -> bool:

@@ -41,7 +41,7 @@ from ..domain.execution import (
     CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueOrderState,
     VenuePositionState,
 )
-from ..domain.filters import NOT_SENT_CODE, UNKNOWN_ORDER, VenueReject
+from ..domain.filters import NOT_SENT_CODE, RATE_BUDGET_CODE, UNKNOWN_ORDER, VenueReject
 from ..messages import AccountCannotStart
 from ..settings import LiveVenueSettings
 from ..venues.credentials import (
@@ -54,7 +54,7 @@ from ..venues.signed_http import AmbiguousOutcome, CredentialsRejected, TradingS
 from ..venues.trading import TradingClient
 from ..venues.trading_types import OrderRequest, VenueOrder, VenueTrade
 from ..venues.user_events import (
-    AccountUpdate, AlgoUpdate, ConditionalOrderTriggerReject, OrderTradeUpdate, StreamConnected,
+    AccountUpdate, AlgoUpdate, ConditionalOrderTriggerReject, OrderTradeUpdate, StreamConnected, StreamDisconnected,
 )
 from ..venues.user_stream import UserStreamSettings, user_stream
 
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("actors.execution.live")
 
 #: refused before the venue could act: the order does not exist there
-_RATE_LIMIT_CODE: Final = -1015
+_TOO_MANY_REQUESTS: Final = -1003  # a 429 without a body
 _NOT_PLACED_CODE: Final = -2013
 #: the venue's "execution status unknown": a cancel whose answer was lost, the order still working
 CANCEL_UNCONFIRMED: Final = -1007
@@ -114,6 +114,7 @@ class LiveAdapter:
         self._algo_ids: dict[int, str] = {}  # Binance algo id -> client algo id
         self._children: dict[int, str] = {}  # order placed by a triggered algo order -> its client id
         self.gap = False  # the venue path overflowed: the account must reconcile
+        self.stream_connected = False
 
     # ------------------------------------------------------------------------------ protocol
 
@@ -213,12 +214,22 @@ class LiveAdapter:
     async def settle(self, committed: bool) -> None:
         return None  # write-ahead: nothing here is provisional
 
+    def connection(self) -> dict[str, Any]:
+        client = self.client
+        return {"venue": self.venue, "key_id": client.key_id,
+                "stream_connected": self.stream_connected, "clock_offset_ms": client.clock_offset_ms,
+                "symbols_prepared": dict(self._leverage), "requests": client.stats.snapshot()}
+
     # ------------------------------------------------------------------------------ streams
 
     def deliver(self, message: Any) -> None:
         """The user stream's callback: everything goes to the account's venue path."""
-        if isinstance(message, StreamConnected) and message.reconnect:
-            self._post(ReconcileRequested("the user-data stream reconnected"))
+        if isinstance(message, StreamDisconnected):
+            self.stream_connected = False
+        if isinstance(message, StreamConnected):
+            self.stream_connected = True
+            if message.reconnect:
+                self._post(ReconcileRequested("the user-data stream reconnected"))
         if isinstance(message, AlgoUpdate):
             self._algo_ids[message.algo_id] = message.client_algo_id
             if message.actual_order_id:
@@ -415,8 +426,10 @@ def _report(intent: OrderIntent, exec_type: str, status: str, *, reject: VenueRe
 
 
 def _refused(intent: OrderIntent, exc: VenueIOError) -> ExecutionReport:
-    if isinstance(exc, (LocalRateLimited, RateLimited, VenueBanned)):
-        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(_RATE_LIMIT_CODE, str(exc)))
+    if isinstance(exc, (LocalRateLimited, VenueBanned)):  # refused here: nothing was sent
+        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(RATE_BUDGET_CODE, str(exc)))
+    if isinstance(exc, RateLimited):
+        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(exc.code or _TOO_MANY_REQUESTS, exc.msg))
     if isinstance(exc, VenueError):
         return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(exc.code, exc.msg))
     return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(NOT_SENT_CODE, f"not sent: {exc}"))

@@ -82,6 +82,9 @@ class PaperVenue:
     is_paper = True
     write_ahead = False
 
+    def connection(self) -> None:
+        return None  # nothing leaves the process
+
     def __init__(self, account_id: str, market: MarketBoard, positions: Mapping[str, Position],
                  funded_until: Mapping[str, int], *, trigger_price: Literal["mark", "last"] = "mark",
                  latency: float = 0.0) -> None:

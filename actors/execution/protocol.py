@@ -86,3 +86,8 @@ class ExecutionAdapter(Protocol):
         """The account committed (True) or could not commit (False) what the adapter's last
         answers produced. A provisional adapter makes them final, or undoes them."""
         ...
+
+    def connection(self) -> dict[str, Any] | None:
+        """What an operator may see of the venue connection (a masked key id at most, never a
+        secret); None for a paper venue."""
+        ...

@@ -112,6 +112,8 @@ def accounts_blueprint(service: Any) -> Blueprint:
         snap = slot.snapshot()
         if snap is not None:
             body.update(inspection(snap, service.markets[slot.settings.venue]))
+        if slot.actor is not None and not slot.actor.adapter.is_paper:
+            body["venue_connection"] = slot.actor.adapter.connection()
         return json_response(body)
 
     def inspection(snap: AccountSnapshot, market: Any) -> dict[str, Any]:

@@ -216,6 +216,7 @@ def position_from_row(row: dict[str, Any]) -> Position:
         if values[name] is None:
             values[name] = Decimal(0)
     values["external"] = bool(values.get("external"))
+    values["protection_revision"] = values.get("protection_revision") or 0
     return Position(**values)
 
 

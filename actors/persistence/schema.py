@@ -120,7 +120,13 @@ _MIGRATION_2: tuple[Operation, ...] = (
     CreateIndex("orders", ("account_id", "status")),
 )
 
-MIGRATIONS: dict[int, tuple[Operation, ...]] = {1: _MIGRATION_1, 2: _MIGRATION_2}
+# Version 3: each placement of a protective order (a moved stop-loss too) is an order of its own,
+# so the cancelled one keeps its row; the position counts them.
+_MIGRATION_3: tuple[Operation, ...] = (
+    AddColumn("positions", "protection_revision", int),
+)
+
+MIGRATIONS: dict[int, tuple[Operation, ...]] = {1: _MIGRATION_1, 2: _MIGRATION_2, 3: _MIGRATION_3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -187,9 +187,17 @@ def test_moving_protection_cancels_the_old_level_and_places_a_new_revision() -> 
     (cancel,) = moved.cancels
     (stop,) = moved.orders
     assert cancel.client_order_id == first.orders[0].order.client_order_id
-    assert stop.order.id == first.orders[0].order.id and stop.order.revision == 1
+    # a new order of its own: the replaced one keeps its row (and its late reports their order)
+    assert stop.order.id == f"{first.orders[0].order.id}.2" and stop.order.revision == 1
     assert stop.order.client_order_id != cancel.client_order_id
     assert moved.position.stop_loss == D("95") and moved.position.take_profit == D("110")
+    assert moved.position.protection_revision == 2
+    changes.put_position(moved.position)
+    changes.put_order(msgspec.structs.replace(stop.order, status="NEW"))
+    changes = committed(b, changes)
+    again = planner.plan_protection(changes, b.positions["BTCUSDT"], None, D("96"), decision_id=None)
+    assert again.orders[0].order.id == f"{first.orders[0].order.id}.3"
+    assert again.cancels[0].order_id == stop.order.id
 
 
 def test_events_are_one_shape_per_type() -> None:
