@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated sections: http,inprocess,memory,startup,alarms,feed")
     p.set_defaults(fn=cmd_bench)
 
+    from .venues.credentials_cli import add_credentials_parser
+
+    add_credentials_parser(sub)
+
     p = sub.add_parser("loadtest", help="drive a running service with concurrent decisions")
     p.add_argument("--url", default=os.environ.get("EXECD_URL", DEFAULT_URL))
     p.add_argument("--accounts", type=int, default=20)

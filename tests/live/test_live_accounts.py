@@ -4,6 +4,8 @@ that cannot start, and a paper account that can never write to a venue."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -94,3 +96,39 @@ async def test_a_paper_account_on_a_live_venue_with_credentials_never_writes_to_
         assert fake.write_calls() == []
         assert [r for r in fake.requests if r.api_key or r.account] == []  # not even a signed read
         assert fake.orders("pp") == []
+
+
+def store_credentials(db: Path, account: str, venue: str, lines: str, master: str) -> str:
+    """``execd credentials set`` as an operator runs it (secrets on stdin, never in argv)."""
+    env = {**os.environ, "EXECD_MASTER_KEY": master}
+    done = subprocess.run([sys.executable, "-m", "actors.cli", "credentials", "set", account, "--venue", venue,
+                           "--db", str(db)], input=lines, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run([sys.executable, "-m", "actors.cli", "credentials", "list", "--db", str(db)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and account in listed.stdout
+    return done.stdout + listed.stdout
+
+
+async def test_credentials_from_the_encrypted_store_trade_and_a_wrong_master_key_fails_the_account(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_fake_exchange(flavour="binance") as fake:
+        market(fake)
+        account = fake.add_account("st-1", wallet="10000")
+        master = "correct horse battery staple"
+        printed = store_credentials(tmp_path / "live.sqlite3", "st-1", "binance-usdm",
+                                    f"{account.api_key}\n{account.api_secret}\n", master)
+        assert account.api_key not in printed and account.api_secret not in printed
+        raw = (tmp_path / "live.sqlite3").read_bytes()
+        assert account.api_key.encode() not in raw and account.api_secret.encode() not in raw  # encrypted at rest
+        line = "  - {id: st-1, mode: live, venue: binance-usdm}"
+        monkeypatch.setenv("EXECD_MASTER_KEY", master)
+        with trio.fail_after(BOUND):
+            async with live_service(tmp_path, fake, line) as (service, client):
+                await open_position(client, "st-1", "s-1")
+        monkeypatch.setenv("EXECD_MASTER_KEY", "not the key it was stored with")
+        with trio.fail_after(BOUND):
+            async with live_service(tmp_path, fake, line) as (service, client):
+                slot = service.supervisor.slot("st-1")
+                await wait_until(lambda: slot.status == "failed")
+                assert "st-1" in slot.last_error and "EXECD_MASTER_KEY" in slot.last_error
