@@ -195,13 +195,14 @@ class Supervisor:
                         return
                     await self._record_crash(slot, exc)
                     if self._intensity_exceeded(slot):
+                        slot.reset = trio.Event()  # before anything awaits: a stop from now on wakes it
                         slot.status = "failed"
                         slot.next_restart_at = None
                         await self._event(slot, ActorFailed(error=slot.last_error, restarts=slot.restarts))
                         log.error("account %s failed: %d restarts within %.0f s", slot.account_id,
                                   len(slot.restart_times), self.settings.restart_window_seconds)
-                        slot.reset = trio.Event()
-                        await slot.reset.wait()
+                        if not self.draining:
+                            await slot.reset.wait()
                         slot.restart_times.clear()
                         if self.draining:
                             slot.status = "stopped"
@@ -216,13 +217,14 @@ class Supervisor:
             slot.stopped.set()
 
     async def _cannot_start(self, slot: AccountSlot, exc: AccountCannotStart) -> None:
+        slot.reset = trio.Event()  # before anything awaits: a stop from now on wakes it
         slot.status = "failed"
         slot.next_restart_at = None
         slot.last_error, slot.last_error_at = str(exc), self.clock.now()
         log.error("account %s cannot start: %s", slot.account_id, exc)
         await self._event(slot, ActorFailed(error=slot.last_error, restarts=slot.restarts))
-        slot.reset = trio.Event()
-        await slot.reset.wait()
+        if not self.draining:
+            await slot.reset.wait()
 
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(attempt, self.settings.restart_backoff_initial_seconds,

@@ -259,10 +259,13 @@ class AccountActor:
             # the venue left the trigger armed for the rest (the book ran out)
             changes.emit(ProtectionPartial(order_id=order.id, filled_quantity=fmt(execution.filled),
                                            remaining=fmt(position.quantity)))
-        if (order.purpose == "entry" and order.filled_quantity == execution.filled
-                and (order.take_profit is not None or order.stop_loss is not None)):
-            # an entry's protection goes on with its first fill, whenever and however that comes
-            # (at once, a resting limit later, an answer settled after a lost one)
+        if order.purpose == "entry" and (order.take_profit is not None or order.stop_loss is not None) and (
+                order.settled and not execution.was_settled if order.type == "MARKET"
+                else order.filled_quantity == execution.filled):
+            # an entry's protection goes on, whenever and however its fills come (at once, a
+            # resting limit later, an answer settled after a lost one): a market order's once all
+            # its fills are in (a level already crossed closes the whole position), a limit
+            # order's with its first fill (closePosition triggers cover what fills later)
             await self.protect(changes, position, order.take_profit, order.stop_loss, decision_id=order.decision_id)
 
     async def send(self, changes: Changes, planned: planner.PlannedOrder, *,
@@ -275,7 +278,8 @@ class AccountActor:
         changes.put_order(order)
         await self.checkpoint(changes)
         execution = self._tracked[order.id] = OrderExecution(
-            order=order, position_before=changes.position(order.symbol), initial_status=order.status)
+            order=order, position_before=changes.position(order.symbol), initial_status=order.status,
+            was_settled=order.settled)
         try:
             await self.apply(changes, await self.adapter.submit(planned.intent))
             if not _answered(execution):
@@ -466,7 +470,7 @@ def _answered(execution: OrderExecution) -> bool:
     if execution.unknown:
         return True  # the answer was lost: the adapter is asking the venue, the outcome comes later
     if order.type == "MARKET":
-        return not order.is_open and order.filled_quantity >= execution.venue_filled
+        return order.settled
     return order.status != "PENDING_NEW"
 
 
@@ -474,7 +478,7 @@ def _decided(order: OrderRecord) -> bool:
     """Whether the venue has decided an order a decision waits on: a market order is done, any
     other was accepted or refused."""
     if order.type == "MARKET":
-        return not order.is_open
+        return order.settled
     return order.status != "PENDING_NEW"
 
 

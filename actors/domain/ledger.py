@@ -69,6 +69,7 @@ class OrderExecution:
     venue_filled: Decimal = ZERO  # the most the venue said it filled (a fill may still be on its way)
     unknown: bool = False  # the venue's answer was lost: the outcome comes later
     initial_status: str = ""  # the order's status before this batch
+    was_settled: bool = False  # the order was settled before this batch (OrderRecord.settled)
     trigger_price: Decimal | None = None
     position_before: Position | None = None
     position: Position | None = None
@@ -142,7 +143,8 @@ def apply_reports(changes: Changes, reports: Sequence[Report], ctx: LedgerContex
         execution = executions.get(order.id)
         if execution is None:
             execution = executions[order.id] = OrderExecution(
-                order=order, position_before=changes.position(order.symbol), initial_status=order.status)
+                order=order, position_before=changes.position(order.symbol), initial_status=order.status,
+                was_settled=order.settled)
         _apply_report(changes, execution, report, ctx)
     batch = list(executions.values())
     for execution in batch:
@@ -157,6 +159,8 @@ def _apply_report(changes: Changes, execution: OrderExecution, report: Execution
     if not order.venue_order_id and report.venue_order_id:
         order = msgspec.structs.replace(order, venue_order_id=report.venue_order_id)
     execution.venue_filled = max(execution.venue_filled, report.cumulative_quantity)
+    if report.cumulative_quantity > order.venue_filled:
+        order = msgspec.structs.replace(order, venue_filled=report.cumulative_quantity)
     match report.exec_type:
         case "NEW":
             if order.status == "PENDING_NEW":

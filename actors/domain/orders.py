@@ -87,6 +87,8 @@ class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
     venue_order_id: str | None = None
     sent_at: float | None = None
     revision: int = 0
+    #: the most the venue said it filled: fills still on their way make up the difference
+    venue_filled: Decimal = ZERO
     created_at: float
     updated_at: float
 
@@ -97,6 +99,11 @@ class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def settled(self) -> bool:
+        """The venue is done with the order and every fill it counted is in."""
+        return self.status in TERMINAL_STATUSES and self.filled_quantity >= self.venue_filled
 
     @property
     def is_resting(self) -> bool:

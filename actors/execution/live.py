@@ -27,6 +27,7 @@ position's leverage (-4046 "no need to change" and its kin count as done).
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -100,7 +101,7 @@ class LiveAdapter:
 
     def __init__(self, account_id: str, client: TradingClient, *, venue: str, clock: Callable[[], float],
                  post: Callable[[Any], bool], nursery: trio.Nursery, settle_margin_seconds: float = 2.0,
-                 protective_retry_seconds: float = 10.0) -> None:
+                 protective_retry_seconds: float = 10.0, stream_grace_seconds: float = 0.5) -> None:
         self.account_id = account_id
         self._nursery = nursery
         self.venue = venue
@@ -115,6 +116,11 @@ class LiveAdapter:
         self._children: dict[int, str] = {}  # order placed by a triggered algo order -> its client id
         self.gap = False  # the venue path overflowed: the account must reconcile
         self.stream_connected = False
+        #: quantity the user stream reported filled, by client order id (the last few hundred
+        #: orders): an order's fills come from the stream, ``userTrades`` only when it is late
+        self._streamed: collections.OrderedDict[str, Decimal] = collections.OrderedDict()
+        self._stream_moved = trio.Event()
+        self.stream_grace_seconds = stream_grace_seconds
 
     # ------------------------------------------------------------------------------ protocol
 
@@ -230,6 +236,14 @@ class LiveAdapter:
             self.stream_connected = True
             if message.reconnect:
                 self._post(ReconcileRequested("the user-data stream reconnected"))
+        if isinstance(message, OrderTradeUpdate) and message.cum_filled_qty > 0:
+            client_id = self._children.get(message.order_id, message.client_order_id)
+            self._streamed[client_id] = max(message.cum_filled_qty, self._streamed.get(client_id, Decimal(0)))
+            self._streamed.move_to_end(client_id)
+            while len(self._streamed) > _STREAMED_ORDERS:
+                self._streamed.popitem(last=False)
+            self._stream_moved.set()
+            self._stream_moved = trio.Event()
         if isinstance(message, AlgoUpdate):
             self._algo_ids[message.algo_id] = message.client_algo_id
             if message.actual_order_id:
@@ -345,7 +359,7 @@ class LiveAdapter:
             client_order_id=client_order_id, symbol=symbol, exec_type="NEW", status="NEW",
             venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
             order_type=order.orig_type, venue_time_ms=order.update_time)]
-        if order.executed_qty > 0 and not order.is_algo:
+        if order.executed_qty > 0 and not order.is_algo and not await self._streamed_fills(client_order_id, order):
             try:
                 trades = await self.client.user_trades(symbol, order_id=order.venue_order_id)
             except VenueIOError:
@@ -362,6 +376,18 @@ class LiveAdapter:
                                            status=status, cumulative_quantity=order.executed_qty,
                                            average_price=order.avg_price or None))
         return reports
+
+    async def _streamed_fills(self, client_order_id: str, order: VenueOrder) -> bool:
+        """Whether the user stream has reported (or reports within the grace) every fill the
+        venue counts for the order: its trade events carry price, quantity, fee and fee asset, so
+        ``userTrades`` (a request of weight 5) is only asked when the stream is down or late."""
+        if not self.stream_connected:
+            return False
+        with trio.move_on_after(self.stream_grace_seconds):
+            while self._streamed.get(client_order_id, Decimal(0)) < order.executed_qty:
+                await self._stream_moved.wait()
+            return True
+        return False
 
     def _order_update(self, event: OrderTradeUpdate) -> list[Report]:
         client_id = self._children.get(event.order_id, event.client_order_id)
@@ -398,6 +424,7 @@ class LiveAdapter:
 
 
 _UNKNOWN: Final[Any] = object()
+_STREAMED_ORDERS: Final = 512
 
 
 class _SendAgain(Exception):

@@ -41,6 +41,7 @@ def order_statement(order: OrderRecord) -> Statement:
         "stop_loss": text(order.stop_loss), "reject_code": order.reject_code,
         "reject_message": order.reject_message, "client_order_id": order.client_order_id or None,
         "venue_order_id": order.venue_order_id, "sent_at": order.sent_at, "revision": order.revision,
+        "venue_filled": text(order.venue_filled),
         "created_at": order.created_at, "updated_at": order.updated_at,
     }, key=("account_id", "id"))
 
@@ -165,7 +166,8 @@ _POSITION_COLUMNS = tuple(Position.__struct_fields__)
 _ORDER_COLUMNS = ("id", "account_id", "decision_id", "position_id", "symbol", "side", "type", "purpose",
                   "reduce_only", "quantity", "price", "trigger_price", "status", "filled_quantity", "avg_price",
                   "cum_quote", "fee", "leverage", "take_profit", "stop_loss", "reject_code", "reject_message",
-                  "client_order_id", "venue_order_id", "sent_at", "revision", "created_at", "updated_at")
+                  "client_order_id", "venue_order_id", "sent_at", "revision", "venue_filled", "created_at",
+                  "updated_at")
 
 
 def load_account(conn: sqlite3.Connection, account_id: str, now: float) -> AccountRows:
@@ -232,6 +234,7 @@ def order_from_row(row: dict[str, Any]) -> OrderRecord:
         stop_loss=dec(row["stop_loss"]), reject_code=row["reject_code"], reject_message=row["reject_message"],
         client_order_id=row.get("client_order_id") or "", venue_order_id=row.get("venue_order_id"),
         sent_at=row.get("sent_at"), revision=row.get("revision") or 0,
+        venue_filled=dec(row.get("venue_filled")) or Decimal(0),
         created_at=row["created_at"], updated_at=row["updated_at"],
     )
 

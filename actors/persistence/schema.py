@@ -121,9 +121,11 @@ _MIGRATION_2: tuple[Operation, ...] = (
 )
 
 # Version 3: each placement of a protective order (a moved stop-loss too) is an order of its own,
-# so the cancelled one keeps its row; the position counts them.
+# so the cancelled one keeps its row; the position counts them. An order keeps the most the venue
+# said it filled (its fills may arrive after its final status).
 _MIGRATION_3: tuple[Operation, ...] = (
     AddColumn("positions", "protection_revision", int),
+    AddColumn("orders", "venue_filled", str),
 )
 
 MIGRATIONS: dict[int, tuple[Operation, ...]] = {1: _MIGRATION_1, 2: _MIGRATION_2, 3: _MIGRATION_3}

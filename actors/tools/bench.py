@@ -13,6 +13,8 @@ Sections:
 * ``startup``: start to ready with 10,000 accounts and 1,000,000 fills in the database.
 * ``alarms``: price-alarm tick cost at 100,000 vs 1,000 resting alarms.
 * ``feed``: websocket market-data ingest (the fake exchange on loopback; source checkout only).
+* ``live``: a live account against the fake exchange in its own process: decision-to-fill latency
+  and venue requests per decision, next to one bare signed market order (source checkout only).
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ from ..service import run_service
 from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
+from .bench_live import measure_live
 
 #: the directory that holds the ``actors`` package (a checkout, or site-packages once installed):
 #: the benchmark's subprocesses import the very copy that runs it
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-SECTIONS = ("http", "inprocess", "memory", "startup", "alarms", "feed")
+SECTIONS = ("http", "inprocess", "memory", "startup", "alarms", "feed", "live")
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -400,6 +403,10 @@ def bench_feed(quick: bool) -> dict[str, Any]:
     return trio.run(measure_feed_ingest, 3.0 if quick else 10.0)
 
 
+def bench_live(quick: bool) -> dict[str, Any]:
+    return trio.run(measure_live, 20 if quick else 200)
+
+
 # ------------------------------------------------------------------------------ report
 
 
@@ -435,6 +442,19 @@ def _table(results: dict[str, Any]) -> str:
     feed = results.get("feed")
     if feed:
         lines.append(f"Feed ingest: {json.dumps(feed)}")
+    live = results.get("live")
+    if live and "skipped" not in live:
+        floor = live["floor_signed_market_order"]
+        lines.append(f"Live (fake exchange, own process): one signed market order p50 {floor['p50_ms']} ms")
+        for name in ("open", "open_with_protection"):
+            row = live[name]
+            lines.append(f"  {name}: open p50 {row['open']['p50_ms']} ms p99 {row['open']['p99_ms']} ms, close p50 "
+                         f"{row['close']['p50_ms']} ms; {row['requests_per_decision']} venue requests per decision "
+                         f"{json.dumps(row['by_endpoint'])}")
+        lines.append(f"  ratio to the bare order (p50): open {live['ratio_open_p50']}, "
+                     f"open with TP/SL {live['ratio_protected_open_p50']}")
+    elif live:
+        lines.append(f"Live: {live}")
     return "\n".join(lines)
 
 
@@ -446,7 +466,8 @@ def run_bench_cli(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     runners = {"http": bench_http, "inprocess": bench_inprocess, "memory": bench_memory,
-               "startup": bench_startup, "alarms": bench_alarms, "feed": bench_feed}
+               "startup": bench_startup, "alarms": bench_alarms, "feed": bench_feed,
+               "live": bench_live}
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                "quick": args.quick}
     for name in sections:

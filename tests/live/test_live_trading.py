@@ -121,7 +121,7 @@ async def test_a_stop_loss_the_market_is_already_through_closes_the_position_at_
                 assert response.status_code == 200, response.text
                 result = response.json()
                 assert result["status"] == "filled"
-                assert result["position"]["status"] == "closed" and result["position"]["close_reason"] == "stop_loss"
+                assert result["position"]["status"] == "closed" and result["position"]["close_reason"] == "stop_loss", response.text
                 assert fake.position("lv-t", "BTCUSDT").amount == 0
                 assert fake.open_algo_orders("lv-t") == [] if hasattr(fake, "open_algo_orders") else True
                 snapshot = service.supervisor.slot("lv-t").snapshot()
@@ -152,3 +152,26 @@ def db_types(service: object) -> list[tuple[str]]:
     from tests.conftest import db_rows
 
     return db_rows(service, "SELECT type FROM events ORDER BY seq")  # type: ignore[arg-type]
+
+
+async def test_fills_come_from_the_user_stream_and_from_user_trades_only_while_it_is_down(tmp_path: Path) -> None:
+    async with open_fake_exchange(flavour="binance") as fake:
+        market(fake)
+        accounts = hmac_account(fake, "lv-s", prefix="LVS")
+        with trio.fail_after(BOUND):
+            async with live_service(tmp_path, fake, accounts) as (service, client):
+                adapter = service.supervisor.slot("lv-s").actor.adapter  # type: ignore[union-attr]
+                await wait_until(lambda: adapter.stream_connected)
+                first = (await client.post("/v1/accounts/lv-s/decisions", json=decision("st-1"))).json()
+                assert first["status"] == "filled" and len(first["fills"]) == 2
+                assert fake.calls("/fapi/v1/userTrades") == []  # one request for the entry: the order
+                assert len(fake.order_requests(first["order"]["client_order_id"])) == 1
+
+                fake.refuse_websockets(1000)  # the stream goes down and stays down
+                fake.drop_user_streams()
+                await wait_until(lambda: not adapter.stream_connected)
+                second = (await client.post("/v1/accounts/lv-s/decisions", json=decision("st-2"))).json()
+                assert second["status"] == "filled" and D(second["position"]["quantity"]) == D("0.2")
+                assert len(fake.calls("/fapi/v1/userTrades")) == 1
+                venue_fees = sum((t.commission for t in fake.trades("lv-s")), D(0))
+                assert D(second["position"]["fees"]) == venue_fees
