@@ -711,6 +711,22 @@ def test_unknown_account_with_settings_is_refused(tmp_path: Path, capsys: pytest
     assert "not in the settings" in err and "bob" in err and "alice" not in err.split("settings:")[-1]
 
 
+def test_settings_need_not_declare_the_replay_venue(tmp_path: Path) -> None:
+    """``execd replay`` implies the replay venue: a settings file without ``venues:`` (or whose
+    ``venues:`` lacks ``replay``) is accepted and its accounts trade on the replayed market."""
+    market, decisions = small_session(tmp_path)
+    for index, venues in enumerate(("", "venues:\n  sim: {}\n")):
+        settings = tmp_path / f"settings-{index}.yaml"
+        settings.write_text(venues + "accounts:\n"
+                            '  - {id: alice, mode: paper, venue: replay, balance: "5000"}\n'
+                            '  - {id: bob, mode: paper, venue: replay, balance: "5000"}\n')
+        out = tmp_path / f"out-{index}.jsonl"
+        assert run_cli("--market", market, "--decisions", decisions, "--settings", settings, "--out", out) == 0
+        summaries = {line["account_id"]: line for line in read_lines(out) if line["type"] == "summary"}
+        assert summaries["alice"]["initial_balance"] == "5000"
+        assert summaries["bob"]["open_positions"] == 1
+
+
 def test_accounts_must_be_on_the_replay_venue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     market, decisions = small_session(tmp_path)
     settings = tmp_path / "settings.yaml"
