@@ -72,6 +72,7 @@ class MarketData:
         self._early_marks: dict[str, MarkPrice] = {}
         self._holders: dict[str, set[str]] = {}
         self._settlements: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
+        self._next_funding: dict[str, int] = {}  # the funding time each symbol's marks announce
         self._instruments: dict[str, Instrument] = {}
         self._alarm_sinks: dict[str, AlarmSink] = {}
         self.alarms = AlarmIndex()
@@ -90,6 +91,18 @@ class MarketData:
     def settlement(self, symbol: str, funding_time_ms: int) -> tuple[Decimal, Decimal] | None:
         """(mark, funding rate) in force at a funding time this actor saw pass, if it did."""
         return self._settlements.get(symbol, {}).get(funding_time_ms)
+
+    def funding_times(self, symbol: str, after_ms: int) -> list[int] | None:
+        """The funding times after ``after_ms`` that this actor saw announced and pass (each has a
+        :meth:`settlement`), oldest first; ``None`` when the symbol's marks announce no funding
+        time at all (the ``sim`` venue, a recording without ``T``): the 8-hour grid applies there."""
+        if symbol not in self._next_funding:
+            return None
+        return sorted(t for t in self._settlements.get(symbol, ()) if t > after_ms)
+
+    def next_funding_ms(self, symbol: str) -> int | None:
+        """The next funding time the venue announced for ``symbol`` (epoch ms), if it did."""
+        return self._next_funding.get(symbol)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -171,6 +184,8 @@ class MarketData:
             self._fire(book.symbol, "last", book.mid)
 
     def publish_mark(self, mark: MarkPrice) -> None:
+        if mark.next_funding_ms:
+            self._next_funding[mark.symbol] = mark.next_funding_ms
         previous = self._quotes.get(mark.symbol)
         if previous is None:  # kept until the symbol's first book arrives
             self._early_marks[mark.symbol] = mark
