@@ -45,6 +45,9 @@ class CancelAccountAlarms(msgspec.Struct, frozen=True, tag=True):
 
 MarketCommand = AddAlarm | CancelAlarms | CancelAccountAlarms | AcquireSymbol | ReleaseSymbol
 
+#: the holder of symbols acquired for a decision (not for a position): released once unused
+ON_DEMAND_HOLDER = "~on-demand"
+
 
 class AlarmSink(Protocol):
     """Where an account's fired alarms go: its mailbox's venue path (never blocks)."""
@@ -79,6 +82,13 @@ class MarketData:
         self.status = FeedHealth()
         self.counters: Counter[str] = Counter()
         self.ready = trio.Event()
+        # symbols on demand (live venues; see serve_on_demand)
+        self.on_demand = False
+        self.symbol_linger_seconds = 300.0
+        self._pinned: frozenset[str] = frozenset()
+        self._leases: dict[str, float] = {}  # symbol -> when its on-demand hold ends (trio time)
+        self._watched_since: dict[str, float] = {}  # symbol -> when it was last acquired (service clock)
+        self._data_waiters: dict[str, trio.Event] = {}
 
     # ---- read-only views (any task)
 
@@ -123,8 +133,64 @@ class MarketData:
         }
 
     def is_fresh(self, max_age: float) -> bool:
+        """Whether every symbol this venue must keep fresh has data younger than ``max_age``
+        (true for none: a venue that serves symbols on demand may watch none yet)."""
         now = self._clock.now()
-        return bool(self._quotes) and all(q.age(now) <= max_age for q in self._quotes.values())
+        if not self.on_demand:
+            return all(q.age(now) <= max_age for q in self._quotes.values())
+        for symbol in self._pinned.union(self._holders):
+            quote = self._quotes.get(symbol)
+            if quote is None or quote.age(now) > max_age:
+                return False
+        return True
+
+    # ---- symbols on demand
+
+    def serve_on_demand(self, pinned: tuple[str, ...], linger_seconds: float) -> None:
+        """Called by a source that subscribes per symbol (a live venue): ``pinned`` symbols are
+        always subscribed; others are acquired by whoever needs them, and a symbol acquired only
+        for a decision is released ``linger_seconds`` after the last decision that used it."""
+        self.on_demand = True
+        self._pinned = frozenset(pinned)
+        self.symbol_linger_seconds = linger_seconds
+
+    def watched(self, symbol: str) -> bool:
+        return symbol in self._pinned or symbol in self._holders
+
+    def has_data_since_watched(self, symbol: str) -> bool:
+        """A book and a mark of ``symbol`` received since it was last acquired."""
+        quote = self._quotes.get(symbol)
+        if quote is None or quote.mark is None:
+            return False
+        since = self._watched_since.get(symbol, 0.0)
+        return quote.book.received_at >= since and quote.mark.received_at >= since
+
+    async def watch_for_decision(self, symbol: str, timeout: float) -> None:
+        """A decision is about to trade ``symbol``: make sure it is subscribed (acquired on demand
+        and held ``symbol_linger_seconds`` past this call) and, if it has had no data since it was
+        acquired, wait up to ``timeout`` seconds for its first book and mark. Whatever arrives,
+        the risk gate then judges the data (``MARKET_DATA_STALE`` if none came)."""
+        if not self.on_demand or symbol in self._pinned or symbol not in self._instruments:
+            return
+        self._leases[symbol] = trio.current_time() + self.symbol_linger_seconds
+        await self.acquire(symbol, ON_DEMAND_HOLDER)
+        with trio.move_on_after(timeout):
+            while not self.has_data_since_watched(symbol):
+                await self._data_waiters.setdefault(symbol, trio.Event()).wait()
+
+    async def release_expired(self) -> None:
+        """Release the on-demand holds whose linger time has passed (the symbol stays subscribed
+        while an account holds it for a position)."""
+        now = trio.current_time()
+        for symbol, until in list(self._leases.items()):
+            if until <= now:
+                del self._leases[symbol]
+                await self.release(symbol, ON_DEMAND_HOLDER)
+
+    def _data_arrived(self, symbol: str) -> None:
+        event = self._data_waiters.pop(symbol, None)
+        if event is not None:
+            event.set()
 
     # ---- commands (by message, processed by the actor)
 
@@ -146,6 +212,7 @@ class MarketData:
             return
         holders.add(holder)
         if len(holders) == 1:
+            self._watched_since[symbol] = self._clock.now()
             await self._commands.send(AcquireSymbol(symbol))
 
     async def release(self, symbol: str, holder: str) -> None:
@@ -155,6 +222,7 @@ class MarketData:
         holders.discard(holder)
         if not holders:
             del self._holders[symbol]
+            self._watched_since.pop(symbol, None)
             await self._commands.send(ReleaseSymbol(symbol))
 
     def register_account(self, account_id: str, sink: AlarmSink) -> None:
@@ -176,6 +244,8 @@ class MarketData:
         mark = previous.mark if previous is not None else self._early_marks.pop(book.symbol, None)
         self._quotes[book.symbol] = Quote(symbol=book.symbol, book=book, mark=mark, last_price=book.mid)
         self._touch(book.received_at)
+        if self._data_waiters:
+            self._data_arrived(book.symbol)
         if book.bids:
             self._fire(book.symbol, "bid", book.bids[0][0])
         if book.asks:
@@ -199,6 +269,8 @@ class MarketData:
                 settlements.pop(min(settlements))
         self._quotes[mark.symbol] = msgspec.structs.replace(previous, mark=mark)
         self._touch(mark.received_at)
+        if self._data_waiters:
+            self._data_arrived(mark.symbol)
         self._fire(mark.symbol, "mark", mark.mark)
 
     def set_feed_state(self, state: str, detail: str = "") -> None:
@@ -272,6 +344,14 @@ def _price_of(quote: Quote, price_type: str) -> Decimal | None:
 Source = Callable[..., Awaitable[None]]
 
 
+async def _release_unused_symbols(handle: MarketData) -> None:
+    """Sweep the on-demand holds of a venue that serves symbols on demand."""
+    period = min(max(handle.symbol_linger_seconds / 4, 0.05), 5.0)
+    while True:
+        await trio.sleep(period)
+        await handle.release_expired()
+
+
 async def market_data_actor(
     venue: str,
     source: Source,
@@ -290,6 +370,8 @@ async def market_data_actor(
     symbol_send, symbol_receive = trio.open_memory_channel[SymbolCommand](command_buffer)
     async with trio.open_nursery() as nursery:
         await nursery.start(source, handle, symbol_receive)
+        if handle.on_demand:
+            nursery.start_soon(_release_unused_symbols, handle)
         handle.ready.set()
         task_status.started(handle)
         async with receive, symbol_send:

@@ -68,6 +68,7 @@ class LiveVenueSettings(_Strict):
     stale_after_seconds: float = 5.0
     poll_interval_seconds: float = 1.0
     leverage_brackets: str | None = None  # path to a saved leverageBracket response
+    symbol_linger_seconds: float = 300.0  # a symbol subscribed for a decision, unheld, is released after this
 
 
 class SupervisorSettings(_Strict):

@@ -139,6 +139,7 @@ def live_source(name: str, venue: LiveVenueSettings, clock: ServiceClock, *, tra
             unknown = [s for s in venue.symbols if s not in instruments]
             if unknown:
                 raise ValueError(f"venue {name} does not list {', '.join(unknown)}")
+            board.serve_on_demand(venue.symbols, venue.symbol_linger_seconds)
             feed_send, feed_receive = trio.open_memory_channel[SymbolCommand](1024)
             async with trio.open_nursery() as nursery:
                 await nursery.start(venue_feed, profile, rest, board, feed_receive, clock.now, feed_settings)
