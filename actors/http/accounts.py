@@ -27,6 +27,7 @@ from ..persistence.queries import (
     CLOSED_POSITIONS_SQL, fill_view_from_row, order_view_from_row, position_from_row,
 )
 from ..settings import ACCOUNT_ID_PATTERN, AccountSettings
+from .auth import current_principal
 from .common import decode, json_response, keyset_page, read_body, wait_reply
 from .errors import APIError, from_validation_error
 
@@ -75,7 +76,9 @@ def accounts_blueprint(service: Any) -> Blueprint:
 
     @bp.get("/v1/accounts")
     async def list_accounts() -> Response:
-        return json_response({"items": [summary(slot) for slot in supervisor.slots.values()], "next_cursor": None})
+        sees = current_principal().sees
+        return json_response({"items": [summary(slot) for slot in supervisor.slots.values() if sees(slot.account_id)],
+                              "next_cursor": None})
 
     @bp.post("/v1/accounts")
     async def create_account() -> Response:
