@@ -81,6 +81,7 @@ class MarketData:
         self.alarms = AlarmIndex()
         self.status = FeedHealth()
         self.counters: Counter[str] = Counter()
+        self.rest_stats: Any = None  # a live source's REST client counters (RestStats), for the metrics
         self.ready = trio.Event()
         # symbols on demand (live venues; see serve_on_demand)
         self.on_demand = False

@@ -8,11 +8,12 @@ from typing import Any
 import msgspec
 from quart import Blueprint, Response, websocket
 
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..persistence import CommittedEvent
 from .auth import accept_websocket, current_principal
 from .common import json_response
 from .errors import APIError
-from .openapi import OPENAPI
+from .schema import openapi_document
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -81,10 +82,12 @@ def operations_blueprint(service: Any) -> Blueprint:
 
     @bp.get("/metrics")
     async def metrics() -> Response:
-        return Response(service.metrics_text(), content_type="text/plain; version=0.0.4")
+        return Response(service.metrics_text(), content_type=METRICS_CONTENT_TYPE)
+
+    document = _encoder.encode(openapi_document(list(service.markets), auth=bool(service.settings.auth.tokens)))
 
     @bp.get("/openapi.json")
     async def openapi() -> Response:
-        return json_response(OPENAPI)
+        return json_response(document)
 
     return bp

@@ -130,6 +130,7 @@ def live_source(name: str, venue: LiveVenueSettings, clock: ServiceClock, *, tra
     async def run(board: MarketData, symbol_commands: trio.MemoryReceiveChannel[SymbolCommand], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with PublicRestClient(profile, clock=clock.now, transport=transport) as rest:
+            board.rest_stats = rest.stats
             board.set_feed_state("connecting", profile.rest_url)
             brackets = None
             if venue.leverage_brackets:
