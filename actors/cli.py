@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import uuid
@@ -214,6 +213,7 @@ def cmd_close_all(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
+    from .logs import configure_logging
     from .service import serve_until_signalled
     from .settings import SettingsError, load_settings
 
@@ -222,7 +222,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"execd: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, args.log_format or settings.log_format)
     trio.run(serve_until_signalled, settings)
     return 0
 
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the service")
     p.add_argument("--settings", help="settings file (default: the shipped settings.yaml)")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="text (default) or JSON lines (settings log_format, EXECD_LOG_FORMAT)")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("token", help="make a new API token and its settings entry")
