@@ -31,6 +31,12 @@ def operations_blueprint(service: Any) -> Blueprint:
             after = -1
         if after < 0:
             raise APIError(400, "INVALID_FIELD", "after must be a sequence number (an integer >= 0)", field="after")
+        tail_raw = websocket.args.get("tail")
+        if tail_raw is not None:  # start with the last N events (the dashboard's tail)
+            if not (tail_raw.isascii() and tail_raw.isdigit() and int(tail_raw) <= 1000):
+                raise APIError(400, "INVALID_FIELD", "tail must be an integer from 0 to 1000", field="tail")
+            last = await service.reader.fetchall("SELECT MAX(seq) AS seq FROM events", ())
+            after = max(after, (last[0]["seq"] or 0) - int(tail_raw))
         sees = current_principal().sees  # a trader's (or scoped viewer's) accounts only
         await accept_websocket()
         bus = service.bus

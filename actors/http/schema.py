@@ -181,6 +181,8 @@ def _paths() -> dict[str, Any]:
                                        "sends its token as the subprotocol bearer.<base64url of the token>)"}},
             access="read", params=[
                 _param("after", "query", {"type": "integer", "minimum": 0}),
+                _param("tail", "query", {"type": "integer", "minimum": 0, "maximum": 1000},
+                       description="start with the last N events instead"),
                 _param("Upgrade", "header", {"const": "websocket"}, required=True),
                 _param("Connection", "header", {"const": "Upgrade"}, required=True),
                 _param("Sec-WebSocket-Version", "header", {"const": "13"}, required=True),
