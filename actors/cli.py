@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import uuid
@@ -214,6 +213,7 @@ def cmd_close_all(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
+    from .logs import configure_logging
     from .service import serve_until_signalled
     from .settings import SettingsError, load_settings
 
@@ -222,8 +222,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"execd: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, args.log_format or settings.log_format)
     trio.run(serve_until_signalled, settings)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A new random API token, and the settings entry that grants it (the token is shown once;
+    the service keeps only its SHA-256)."""
+    import hashlib
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    entry = f'{{sha256: "{hashlib.sha256(token.encode()).hexdigest()}", role: {args.role}'
+    if args.accounts:
+        entry += f", accounts: [{', '.join(args.accounts.split(','))}]"
+    if args.name:
+        entry += f", name: {json.dumps(args.name)}"
+    entry += "}"
+    if args.json:
+        print(json.dumps({"token": token, "settings_entry": entry}))
+    else:
+        print(f"token (give it to its holder; it is not stored):\n  {token}\n"
+              f"add under auth: tokens: in the settings file:\n  - {entry}")
     return 0
 
 
@@ -258,7 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the service")
     p.add_argument("--settings", help="settings file (default: the shipped settings.yaml)")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="text (default) or JSON lines (settings log_format, EXECD_LOG_FORMAT)")
     p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("token", help="make a new API token and its settings entry")
+    p.add_argument("--role", required=True, choices=["admin", "trader", "viewer"])
+    p.add_argument("--accounts", help="comma-separated accounts the token may see (required for a trader)")
+    p.add_argument("--name", help="who holds it (shown in logs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_token)
 
     p = client("submit", "submit an open decision")
     p.add_argument("account")

@@ -42,6 +42,10 @@ class EventBus:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._subscribers.discard(channel)
 
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
     def subscribe(self) -> trio.MemoryReceiveChannel[CommittedEvent]:
         send, receive = trio.open_memory_channel[CommittedEvent](self._buffer)
         self._subscribers.add(send)

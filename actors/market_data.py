@@ -45,6 +45,9 @@ class CancelAccountAlarms(msgspec.Struct, frozen=True, tag=True):
 
 MarketCommand = AddAlarm | CancelAlarms | CancelAccountAlarms | AcquireSymbol | ReleaseSymbol
 
+#: the holder of symbols acquired for a decision (not for a position): released once unused
+ON_DEMAND_HOLDER = "~on-demand"
+
 
 class AlarmSink(Protocol):
     """Where an account's fired alarms go: its mailbox's venue path (never blocks)."""
@@ -72,12 +75,21 @@ class MarketData:
         self._early_marks: dict[str, MarkPrice] = {}
         self._holders: dict[str, set[str]] = {}
         self._settlements: dict[str, dict[int, tuple[Decimal, Decimal]]] = {}
+        self._next_funding: dict[str, int] = {}  # the funding time each symbol's marks announce
         self._instruments: dict[str, Instrument] = {}
         self._alarm_sinks: dict[str, AlarmSink] = {}
         self.alarms = AlarmIndex()
         self.status = FeedHealth()
         self.counters: Counter[str] = Counter()
+        self.rest_stats: Any = None  # a live source's REST client counters (RestStats), for the metrics
         self.ready = trio.Event()
+        # symbols on demand (live venues; see serve_on_demand)
+        self.on_demand = False
+        self.symbol_linger_seconds = 300.0
+        self._pinned: frozenset[str] = frozenset()
+        self._leases: dict[str, float] = {}  # symbol -> when its on-demand hold ends (trio time)
+        self._watched_since: dict[str, float] = {}  # symbol -> when it was last acquired (service clock)
+        self._data_waiters: dict[str, trio.Event] = {}
 
     # ---- read-only views (any task)
 
@@ -90,6 +102,18 @@ class MarketData:
     def settlement(self, symbol: str, funding_time_ms: int) -> tuple[Decimal, Decimal] | None:
         """(mark, funding rate) in force at a funding time this actor saw pass, if it did."""
         return self._settlements.get(symbol, {}).get(funding_time_ms)
+
+    def funding_times(self, symbol: str, after_ms: int) -> list[int] | None:
+        """The funding times after ``after_ms`` that this actor saw announced and pass (each has a
+        :meth:`settlement`), oldest first; ``None`` when the symbol's marks announce no funding
+        time at all (the ``sim`` venue, a recording without ``T``): the 8-hour grid applies there."""
+        if symbol not in self._next_funding:
+            return None
+        return sorted(t for t in self._settlements.get(symbol, ()) if t > after_ms)
+
+    def next_funding_ms(self, symbol: str) -> int | None:
+        """The next funding time the venue announced for ``symbol`` (epoch ms), if it did."""
+        return self._next_funding.get(symbol)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -110,8 +134,64 @@ class MarketData:
         }
 
     def is_fresh(self, max_age: float) -> bool:
+        """Whether every symbol this venue must keep fresh has data younger than ``max_age``
+        (true for none: a venue that serves symbols on demand may watch none yet)."""
         now = self._clock.now()
-        return bool(self._quotes) and all(q.age(now) <= max_age for q in self._quotes.values())
+        if not self.on_demand:
+            return all(q.age(now) <= max_age for q in self._quotes.values())
+        for symbol in self._pinned.union(self._holders):
+            quote = self._quotes.get(symbol)
+            if quote is None or quote.age(now) > max_age:
+                return False
+        return True
+
+    # ---- symbols on demand
+
+    def serve_on_demand(self, pinned: tuple[str, ...], linger_seconds: float) -> None:
+        """Called by a source that subscribes per symbol (a live venue): ``pinned`` symbols are
+        always subscribed; others are acquired by whoever needs them, and a symbol acquired only
+        for a decision is released ``linger_seconds`` after the last decision that used it."""
+        self.on_demand = True
+        self._pinned = frozenset(pinned)
+        self.symbol_linger_seconds = linger_seconds
+
+    def watched(self, symbol: str) -> bool:
+        return symbol in self._pinned or symbol in self._holders
+
+    def has_data_since_watched(self, symbol: str) -> bool:
+        """A book and a mark of ``symbol`` received since it was last acquired."""
+        quote = self._quotes.get(symbol)
+        if quote is None or quote.mark is None:
+            return False
+        since = self._watched_since.get(symbol, 0.0)
+        return quote.book.received_at >= since and quote.mark.received_at >= since
+
+    async def watch_for_decision(self, symbol: str, timeout: float) -> None:
+        """A decision is about to trade ``symbol``: make sure it is subscribed (acquired on demand
+        and held ``symbol_linger_seconds`` past this call) and, if it has had no data since it was
+        acquired, wait up to ``timeout`` seconds for its first book and mark. Whatever arrives,
+        the risk gate then judges the data (``MARKET_DATA_STALE`` if none came)."""
+        if not self.on_demand or symbol in self._pinned or symbol not in self._instruments:
+            return
+        self._leases[symbol] = trio.current_time() + self.symbol_linger_seconds
+        await self.acquire(symbol, ON_DEMAND_HOLDER)
+        with trio.move_on_after(timeout):
+            while not self.has_data_since_watched(symbol):
+                await self._data_waiters.setdefault(symbol, trio.Event()).wait()
+
+    async def release_expired(self) -> None:
+        """Release the on-demand holds whose linger time has passed (the symbol stays subscribed
+        while an account holds it for a position)."""
+        now = trio.current_time()
+        for symbol, until in list(self._leases.items()):
+            if until <= now:
+                del self._leases[symbol]
+                await self.release(symbol, ON_DEMAND_HOLDER)
+
+    def _data_arrived(self, symbol: str) -> None:
+        event = self._data_waiters.pop(symbol, None)
+        if event is not None:
+            event.set()
 
     # ---- commands (by message, processed by the actor)
 
@@ -133,6 +213,7 @@ class MarketData:
             return
         holders.add(holder)
         if len(holders) == 1:
+            self._watched_since[symbol] = self._clock.now()
             await self._commands.send(AcquireSymbol(symbol))
 
     async def release(self, symbol: str, holder: str) -> None:
@@ -142,6 +223,7 @@ class MarketData:
         holders.discard(holder)
         if not holders:
             del self._holders[symbol]
+            self._watched_since.pop(symbol, None)
             await self._commands.send(ReleaseSymbol(symbol))
 
     def register_account(self, account_id: str, sink: AlarmSink) -> None:
@@ -163,6 +245,8 @@ class MarketData:
         mark = previous.mark if previous is not None else self._early_marks.pop(book.symbol, None)
         self._quotes[book.symbol] = Quote(symbol=book.symbol, book=book, mark=mark, last_price=book.mid)
         self._touch(book.received_at)
+        if self._data_waiters:
+            self._data_arrived(book.symbol)
         if book.bids:
             self._fire(book.symbol, "bid", book.bids[0][0])
         if book.asks:
@@ -171,6 +255,8 @@ class MarketData:
             self._fire(book.symbol, "last", book.mid)
 
     def publish_mark(self, mark: MarkPrice) -> None:
+        if mark.next_funding_ms:
+            self._next_funding[mark.symbol] = mark.next_funding_ms
         previous = self._quotes.get(mark.symbol)
         if previous is None:  # kept until the symbol's first book arrives
             self._early_marks[mark.symbol] = mark
@@ -184,6 +270,8 @@ class MarketData:
                 settlements.pop(min(settlements))
         self._quotes[mark.symbol] = msgspec.structs.replace(previous, mark=mark)
         self._touch(mark.received_at)
+        if self._data_waiters:
+            self._data_arrived(mark.symbol)
         self._fire(mark.symbol, "mark", mark.mark)
 
     def set_feed_state(self, state: str, detail: str = "") -> None:
@@ -257,6 +345,14 @@ def _price_of(quote: Quote, price_type: str) -> Decimal | None:
 Source = Callable[..., Awaitable[None]]
 
 
+async def _release_unused_symbols(handle: MarketData) -> None:
+    """Sweep the on-demand holds of a venue that serves symbols on demand."""
+    period = min(max(handle.symbol_linger_seconds / 4, 0.05), 5.0)
+    while True:
+        await trio.sleep(period)
+        await handle.release_expired()
+
+
 async def market_data_actor(
     venue: str,
     source: Source,
@@ -275,6 +371,8 @@ async def market_data_actor(
     symbol_send, symbol_receive = trio.open_memory_channel[SymbolCommand](command_buffer)
     async with trio.open_nursery() as nursery:
         await nursery.start(source, handle, symbol_receive)
+        if handle.on_demand:
+            nursery.start_soon(_release_unused_symbols, handle)
         handle.ready.set()
         task_status.started(handle)
         async with receive, symbol_send:

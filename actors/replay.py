@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 import trio
 import trio.testing
+import yaml
 
 from .clock import ServiceClock
 from .domain.decisions import DecisionIn, InvalidDecision, request_fingerprint, validate_decision
@@ -87,7 +88,7 @@ def load_decisions(path: Path) -> list[DecisionEvent]:
 
 def replay_settings(settings_path: Path | None, decisions: list[DecisionEvent], db: str) -> Settings:
     if settings_path is not None:
-        text = settings_path.read_text()
+        text = _with_replay_venue(settings_path.read_text(), str(settings_path))
         source = str(settings_path)
     else:
         accounts = sorted({d.account_id for d in decisions})
@@ -103,6 +104,25 @@ def replay_settings(settings_path: Path | None, decisions: list[DecisionEvent], 
     if unknown:
         raise ReplayError(f"decisions name accounts that are not in the settings: {', '.join(unknown)}")
     return msgspec.structs.replace(settings, database=msgspec.structs.replace(settings.database, synchronous="OFF"))
+
+
+def _with_replay_venue(text: str, source: str) -> str:
+    """The settings text with ``venues.replay`` added when it is missing: ``execd replay`` implies
+    the replay venue, so a settings file written for it need not declare it."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError:
+        return text  # parse_settings names the file and the fault
+    if not isinstance(data, dict):
+        return text
+    venues = data.get("venues")
+    if venues is None:
+        data["venues"] = {VENUE: {}}
+    elif isinstance(venues, dict) and VENUE not in venues:
+        data["venues"] = {**venues, VENUE: {}}
+    else:
+        return text
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 async def run_session(market: list[MarketEvent], decisions: list[DecisionEvent], settings: Settings,

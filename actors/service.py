@@ -28,6 +28,7 @@ from .execution import open_adapter
 from .http.app import create_app
 from .http.keepalive import KeepAliveGuard
 from .market_data import MarketData, market_data_actor
+from .metrics import ServiceMetrics
 from .persistence import Persistence, Reader, persistence_actor
 from .settings import Settings
 from .supervisor import Supervisor, supervisor_actor
@@ -51,6 +52,7 @@ class Service:
         self.port: int | None = None
         self._stop = trio.Event()
         self.stopped = trio.Event()
+        self.metrics = ServiceMetrics(self)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -74,31 +76,9 @@ class Service:
                 problems.append(f"market data of {name} is not fresh ({market.status.state})")
         return problems
 
-    def metrics_text(self) -> str:
-        lines: list[str] = []
-
-        def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
-            lines.append(f"# HELP execd_{name} {help_}")
-            lines.append(f"# TYPE execd_{name} {kind}")
-            for labels, value in samples:
-                label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-                lines.append(f"execd_{name}{{{label_text}}} {value}" if label_text else f"execd_{name} {value}")
-
-        stats = self.persistence.stats
-        metric("db_rounds_total", "counter", "group-commit rounds", [({}, stats.rounds)])
-        metric("db_commits_total", "counter", "committed batches", [({}, stats.commits)])
-        metric("db_largest_round", "gauge", "most batches in one round", [({}, stats.largest_round)])
-        metric("events_published_total", "counter", "events fanned out", [({}, self.bus.published)])
-        slots = list(self.supervisor.slots.values())
-        metric("account_restarts_total", "counter", "account actor restarts",
-               [({"account": s.account_id}, s.restarts) for s in slots])
-        metric("account_inbox_depth", "gauge", "queued messages per account",
-               [({"account": s.account_id}, s.mailbox.inbox_depth) for s in slots])
-        metric("feed_messages_total", "counter", "market-data messages",
-               [({"venue": v}, m.status.messages) for v, m in self.markets.items()])
-        metric("alarms_resting", "gauge", "price alarms in the index",
-               [({"venue": v}, len(m.alarms)) for v, m in self.markets.items()])
-        return "\n".join(lines) + "\n"
+    def metrics_text(self) -> bytes:
+        """``/metrics``: the Prometheus text format (see ``actors/metrics.py``)."""
+        return self.metrics.text()
 
 
 async def run_service(
@@ -132,7 +112,7 @@ async def run_service(
                 source = (sources or {}).get(name) or source_for(name, settings, clock)
                 service.markets[name] = await background.start(partial(market_data_actor, name, source, clock))
             service.bus = EventBus(service.reader)
-            service.persistence.on_committed = service.bus.publish
+            service.persistence.on_committed = service.metrics.publishing(service.bus.publish)  # orders counted
             supervisor = Supervisor(settings.supervisor, service.persistence, service.markets, clock,
                                     paper_latency=paper_latency, global_limits=settings.global_limits,
                                     adapter_factory=adapter_factory or open_adapter, service_settings=settings)

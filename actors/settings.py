@@ -9,10 +9,19 @@ the key and the file. Environment variables override the main values:
 ``EXECD_DB``        ``database.path``
 ``EXECD_LOG_LEVEL`` ``log_level``
 ==================  =====================
+
+API tokens (``auth.tokens``, DESIGN.md §8) can also come from the environment:
+``EXECD_API_TOKEN`` (one token, in clear) is an ``admin`` token, and ``EXECD_AUTH_TOKENS`` holds a
+JSON list of entries shaped like the file's (``[{"sha256": "...", "role": "viewer"}]``), added to
+the file's. Without any token the service serves loopback only: a ``server.host`` that is not a
+loopback address is refused at start-up.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import json
 import os
 import re
 from decimal import Decimal
@@ -82,6 +91,24 @@ class LiveVenueSettings(_Strict):
     #: shares of the venue's request-weight and order-count limits per priority (entries stop
     #: first, closes and cancels last) and how long a request may wait for budget
     rate_limits: LimiterSettings = LimiterSettings()
+    symbol_linger_seconds: float = 300.0  # a symbol subscribed for a decision, unheld, is released after this
+
+
+Role = Literal["admin", "trader", "viewer"]
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+class TokenSettings(_Strict):
+    """One bearer token, by the hex SHA-256 of the token (never the token itself)."""
+
+    sha256: str
+    role: Role
+    accounts: tuple[str, ...] | None = None  # the accounts a trader (or a viewer) may see; None: all
+    name: str | None = None  # who holds it (shown in logs, never the token)
+
+
+class AuthSettings(_Strict):
+    tokens: tuple[TokenSettings, ...] = ()
 
 
 class SupervisorSettings(_Strict):
@@ -119,6 +146,8 @@ class Settings(_Strict):
     supervisor: SupervisorSettings = SupervisorSettings()
     accounts: tuple[AccountSettings, ...] = ()
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    auth: AuthSettings = AuthSettings()
     # Derived at load time (not keys of the file):
     source: str = "<defaults>"
 
@@ -195,11 +224,50 @@ def _env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         database["path"] = env["EXECD_DB"]
     if "EXECD_LOG_LEVEL" in env:
         data["log_level"] = env["EXECD_LOG_LEVEL"]
+    if "EXECD_LOG_FORMAT" in env:
+        data["log_format"] = env["EXECD_LOG_FORMAT"]
+    data = _env_tokens(data, env)
     if server:
         data["server"] = server
     if database:
         data["database"] = database
     return data
+
+
+def _env_tokens(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """``EXECD_API_TOKEN`` (an admin token in clear) and ``EXECD_AUTH_TOKENS`` (a JSON list of
+    token entries) join the file's ``auth.tokens``."""
+    extra: list[Any] = []
+    if env.get("EXECD_API_TOKEN"):
+        digest = hashlib.sha256(env["EXECD_API_TOKEN"].encode()).hexdigest()
+        extra.append({"sha256": digest, "role": "admin", "name": "EXECD_API_TOKEN"})
+    if env.get("EXECD_AUTH_TOKENS"):
+        try:
+            listed = json.loads(env["EXECD_AUTH_TOKENS"])
+        except ValueError as exc:
+            raise SettingsError(f"EXECD_AUTH_TOKENS is not valid JSON: {exc}") from None
+        if not isinstance(listed, list):
+            raise SettingsError("EXECD_AUTH_TOKENS must be a JSON list of {sha256, role[, accounts]} entries")
+        extra.extend(listed)
+    if not extra:
+        return data
+    auth = data.get("auth") or {}
+    if not isinstance(auth, dict):
+        return data  # not a mapping: the decoder refuses it, naming the key
+    tokens = auth.get("tokens") or []
+    if not isinstance(tokens, list):
+        return data
+    return {**data, "auth": {**auth, "tokens": [*tokens, *extra]}}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) can be reached from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_settings(text: str, *, source: str = "settings.yaml", env: dict[str, str] | None = None) -> Settings:
@@ -225,6 +293,7 @@ def parse_settings(text: str, *, source: str = "settings.yaml", env: dict[str, s
 def _validate(settings: Settings, source: str) -> None:
     if not (0 <= settings.server.port <= 65535):
         raise SettingsError(f"{source}: server.port: must be between 0 and 65535, got {settings.server.port}")
+    _validate_auth(settings, source)
     for name, raw in settings.venues.items():
         if not isinstance(raw, dict):
             raise SettingsError(f"{source}: venues.{name}: expected a mapping, got {type(raw).__name__}")
@@ -270,6 +339,22 @@ def _validate(settings: Settings, source: str) -> None:
             raise SettingsError(
                 f"{source}: {where}.default_leverage: {account.default_leverage} is above the account's max_leverage "
                 f"{limits.max_leverage}: a decision that names no leverage could never trade")
+
+
+def _validate_auth(settings: Settings, source: str) -> None:
+    for index, token in enumerate(settings.auth.tokens):
+        where = f"{source}: auth.tokens[{index}]"
+        if not SHA256_HEX.match(token.sha256):
+            raise SettingsError(f"{where}.sha256: must be the 64 lowercase hex digits of the token's SHA-256")
+        if token.role == "admin" and token.accounts is not None:
+            raise SettingsError(f"{where}.accounts: an admin token is not scoped to accounts")
+        if token.role == "trader" and not token.accounts:
+            raise SettingsError(f"{where}.accounts: a trader token needs the list of accounts it trades")
+    if not settings.auth.tokens and not is_loopback(settings.server.host):
+        raise SettingsError(
+            f"{source}: server.host: {settings.server.host!r} is not a loopback address and no API token is "
+            "configured (auth.tokens, EXECD_API_TOKEN or EXECD_AUTH_TOKENS): without tokens every caller would be "
+            "an admin, so execd serves loopback only (127.0.0.1)")
 
 
 def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:

@@ -25,6 +25,7 @@ from .clock import ServiceClock
 from .domain.events import ActorFailed, ActorRestarted, GlobalStateChanged, Payload
 from .domain.risk import GlobalLimits, RiskLimits
 from .execution import open_adapter
+from .logs import set_log_context
 from .market_data import MarketData
 from .messages import (
     AccountCannotStart, AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
@@ -163,6 +164,7 @@ class Supervisor:
 
     async def _supervise(self, slot: AccountSlot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The one-for-one restart loop of one account."""
+        set_log_context(account_id=slot.account_id, venue=slot.settings.venue)  # on every line of its tasks
         reported = False
         try:
             while True:

@@ -6,6 +6,7 @@ with a :class:`SettingsError` whose message names the key path and the file.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def test_a_top_level_list_is_refused() -> None:
 
 def test_environment_overrides_host_port_and_database() -> None:
     settings = parse_settings(VALID, source=SOURCE, env={
-        "EXECD_HOST": "0.0.0.0", "EXECD_PORT": "9191", "EXECD_DB": "elsewhere/desk.sqlite3"})
+        "EXECD_HOST": "0.0.0.0", "EXECD_PORT": "9191", "EXECD_DB": "elsewhere/desk.sqlite3",
+        "EXECD_API_TOKEN": "a-token"})  # a non-loopback host needs a token
     assert settings.server.host == "0.0.0.0"
     assert settings.server.port == 9191
     assert settings.database.path == "elsewhere/desk.sqlite3"
@@ -189,3 +191,24 @@ def test_a_directory_gives_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(tmp_path, env={})
     assert str(tmp_path) in str(info.value) and "cannot read settings" in str(info.value)
+
+
+def test_tokens_come_from_the_file_and_the_environment() -> None:
+    viewer = "a" * 64
+    text = VALID + f'auth:\n  tokens:\n    - {{sha256: "{viewer}", role: viewer}}\n'
+    settings = parse_settings(text, source=SOURCE, env={
+        "EXECD_API_TOKEN": "clear", "EXECD_AUTH_TOKENS": '[{"sha256": "' + "b" * 64 + '", "role": "trader", '
+                                                       '"accounts": ["paper-1"]}]'})
+    assert [(t.role, t.accounts) for t in settings.auth.tokens] == [
+        ("viewer", None), ("admin", None), ("trader", ("paper-1",))]
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ('{sha256: "abc", role: admin}', "64 lowercase hex digits"),
+    ('{sha256: "' + "c" * 64 + '", role: trader}', "a trader token needs the list of accounts"),
+    ('{sha256: "' + "c" * 64 + '", role: admin, accounts: [paper-1]}', "not scoped to accounts"),
+    ('{sha256: "' + "c" * 64 + '", role: root}', "auth.tokens[0].role"),
+])
+def test_bad_token_entries_are_refused_naming_the_key(entry: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        parse_settings(VALID + f"auth:\n  tokens:\n    - {entry}\n", source=SOURCE, env={})

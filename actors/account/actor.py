@@ -41,6 +41,7 @@ from ..domain.protection import tpsl_problem
 from ..domain.risk import InvalidLimits, loss_state, merge_limits, stricter_state
 from ..domain.views import fill_view, order_view, position_view
 from ..execution.protocol import ExecutionAdapter
+from ..logs import log_context
 from ..messages import (
     CancelOrder, CloseAll, CommandRefused, DecisionConflict, Envelope, InjectCrash, SetProtection, SetTradingState,
     SubmitDecision, UpdateRiskLimits,
@@ -150,7 +151,8 @@ class AccountActor:
         match msg:
             case SubmitDecision():
                 try:
-                    return await decisions.decide(self, msg)
+                    with log_context(decision_id=msg.decision.decision_id):
+                        return await decisions.decide(self, msg)
                 finally:
                     self.mailbox.answered(msg.decision.decision_id)
             case CloseAll(reason=reason):

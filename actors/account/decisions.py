@@ -58,6 +58,9 @@ async def decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
 async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     decision = msg.decision
     board = actor.ctx.market
+    # a listed symbol nobody watches yet is subscribed now, and its first data awaited (bounded)
+    if board.on_demand:
+        await board.watch_for_decision(decision.symbol, actor.book.limits.market_data_max_age_seconds)
     market = planner.MarketContext(instrument=board.instrument(decision.symbol), quote=board.quote(decision.symbol),
                                    mark_of=marks_of(board))
     changes = actor.changes()

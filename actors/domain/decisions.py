@@ -34,7 +34,7 @@ class DecisionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     side: Side | None = None
     quantity: Amount | None = None
     notional: Amount | None = None
-    leverage: int | None = None
+    leverage: int | float | None = None  # an integer; 5.0 is 5, as JSON Schema counts it
     take_profit: Amount | None = None
     stop_loss: Amount | None = None
     order_type: OrderType = "market"
@@ -107,7 +107,12 @@ def validate_decision(raw: DecisionIn) -> Decision:
             raise InvalidDecision("a close decision takes an optional quantity, not a notional", "notional")
         if raw.take_profit is not None or raw.stop_loss is not None:
             raise InvalidDecision("a close decision takes no take_profit or stop_loss", "take_profit")
-    if raw.leverage is not None and not (1 <= raw.leverage <= HARD_MAX_LEVERAGE):
+    leverage = raw.leverage
+    if isinstance(leverage, float):
+        if not leverage.is_integer():
+            raise InvalidDecision(f"leverage must be an integer, got {leverage}", "leverage")
+        leverage = int(leverage)
+    if leverage is not None and not (1 <= leverage <= HARD_MAX_LEVERAGE):
         raise InvalidDecision(f"leverage must be between 1 and {HARD_MAX_LEVERAGE}, got {raw.leverage}", "leverage")
     price = _positive(raw.price, "price")
     if raw.order_type == "limit" and price is None:
@@ -122,7 +127,7 @@ def validate_decision(raw: DecisionIn) -> Decision:
         side=raw.side,
         quantity=quantity,
         notional=notional,
-        leverage=raw.leverage,
+        leverage=leverage,
         take_profit=_positive(raw.take_profit, "take_profit"),
         stop_loss=_positive(raw.stop_loss, "stop_loss"),
         order_type=raw.order_type,

@@ -56,6 +56,8 @@ class MarketBoard(Protocol):
 
     def settlement(self, symbol: str, funding_time_ms: int) -> tuple[Decimal, Decimal] | None: ...
 
+    def funding_times(self, symbol: str, after_ms: int) -> list[int] | None: ...
+
     async def add_alarm(self, alarm: Alarm, *, check_now: bool = True) -> None: ...
 
     async def cancel_alarms(self, *alarm_ids: str) -> None: ...
@@ -381,6 +383,10 @@ class PaperVenue:
     def _funding(self, now: float) -> list[Report]:
         """Funding for every funding time each open position lived through, once each: the
         account's ``funded_until`` (rebuilt from the database on a restart) says what was paid.
+
+        The times are the venue's: those its mark-price messages announced and the market-data
+        actor saw pass (``T`` / ``nextFundingTime``: 8 h, 4 h or 1 h apart, per symbol). Only
+        where the marks announce nothing (the ``sim`` venue) is it the 8-hour grid of the clock.
         Mark and rate are those in force at the funding time when the market-data actor saw that
         settlement, else the current ones."""
         now_ms = int(now * 1000)
@@ -389,7 +395,8 @@ class PaperVenue:
             if not position.is_open:
                 continue
             start = max(self._funded_until.get(position.id, 0), int(position.opened_at * 1000))
-            for funding_time in funding_times_between(start, now_ms):
+            announced = self._market.funding_times(symbol, start)
+            for funding_time in funding_times_between(start, now_ms) if announced is None else announced:
                 settlement = self._market.settlement(symbol, funding_time)
                 if settlement is None:
                     quote = self._market.quote(symbol)

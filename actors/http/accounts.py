@@ -8,7 +8,7 @@ it only by sending its actor a message.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from quart import Blueprint, Response, request
@@ -27,29 +27,50 @@ from ..persistence.queries import (
     CLOSED_POSITIONS_SQL, fill_view_from_row, order_view_from_row, position_from_row,
 )
 from ..settings import ACCOUNT_ID_PATTERN, AccountSettings
-from .common import decode, json_response, keyset_page, read_body, wait_reply
-from .errors import APIError, from_validation_error
+from .auth import current_principal
+from .common import cursor_decode, decode, json_response, keyset_page, page_limit, read_body, wait_reply
+from .errors import APIError
+from .shapes import NonNegativeAmount, PositiveAmount, RiskOverrides
 
 
 class StateChange(msgspec.Struct, forbid_unknown_fields=True):
-    state: str
+    """A trading state to set (``reason`` is shown with it)."""
+
+    state: Literal["active", "reducing", "halted"]
     reason: str | None = None
 
 
 class ProtectionIn(msgspec.Struct, forbid_unknown_fields=True):
-    take_profit: str | int | float | None = None
-    stop_loss: str | int | float | None = None
+    """A take-profit, a stop-loss or both (at least one not null)."""
+
+    take_profit: PositiveAmount | None = None
+    stop_loss: PositiveAmount | None = None
 
 
 class AccountIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    id: str
-    mode: str = "paper"
-    venue: str = "sim"
-    balance: str | int | float = "10000"
-    risk: dict[str, Any] = {}
+    """A paper account to create (live accounts are configured in the settings file)."""
+
+    id: Annotated[str, msgspec.Meta(pattern=ACCOUNT_ID_PATTERN.pattern.replace("\\Z", "$"))]
+    mode: Literal["paper"] = "paper"
+    venue: str = "sim"  # one of the running venues (the document lists them)
+    balance: NonNegativeAmount = "10000"
+    risk: RiskOverrides = msgspec.field(default_factory=RiskOverrides)
 
 
 TRADING_STATES = ("active", "reducing", "halted")
+
+
+def decode_limits(body: bytes) -> dict[str, Any]:
+    """A ``PUT .../risk`` body: malformed JSON or not an object is 400; a limit of the wrong type,
+    out of its range or unknown is ``422 INVALID_LIMIT`` naming it (the limits' own contract)."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        decode(body, dict)  # raises the 400 naming the fault
+        raise
+    if not isinstance(raw, dict):
+        raise APIError(400, "INVALID_FIELD", "the body must be an object of limit names to values")
+    return decode(body, RiskOverrides, limits_status=422).as_dict()
 
 
 def check_state(state: str) -> None:
@@ -75,12 +96,15 @@ def accounts_blueprint(service: Any) -> Blueprint:
 
     @bp.get("/v1/accounts")
     async def list_accounts() -> Response:
-        return json_response({"items": [summary(slot) for slot in supervisor.slots.values()], "next_cursor": None})
+        sees = current_principal().sees
+        return json_response({"items": [summary(slot) for slot in supervisor.slots.values() if sees(slot.account_id)],
+                              "next_cursor": None})
 
     @bp.post("/v1/accounts")
     async def create_account() -> Response:
-        data = decode(await read_body(), AccountIn)
-        if not ACCOUNT_ID_PATTERN.match(data.id):
+        body = await read_body()
+        data = decode(body, AccountIn, limits_status=400)
+        if not ACCOUNT_ID_PATTERN.match(data.id):  # the Struct's "$" lets a final newline through
             raise APIError(400, "INVALID_FIELD", "id must be 1-64 letters, digits, _ or -", field="id")
         if data.id in supervisor.slots:
             raise APIError(409, "ACCOUNT_EXISTS", f"account {data.id!r} already exists", field="id")
@@ -96,11 +120,12 @@ def accounts_blueprint(service: Any) -> Blueprint:
             raise APIError(400, "INVALID_FIELD", str(exc), field="balance") from None
         if balance < 0:
             raise APIError(400, "INVALID_FIELD", "balance must not be negative", field="balance")
+        risk = data.risk.as_dict()
         try:
-            limits = merge_limits(service.settings.risk_defaults, data.risk)
-        except InvalidLimits as exc:
-            raise APIError(400, "INVALID_LIMIT", exc.message, field=f"risk.{exc.field}") from None
-        settings = AccountSettings(id=data.id, mode="paper", venue=data.venue, balance=balance, risk=data.risk)
+            limits = merge_limits(service.settings.risk_defaults, risk)
+        except InvalidLimits as exc:  # well formed, but not a set of limits an account can run with
+            raise APIError(422, "INVALID_LIMIT", exc.message, field=f"risk.{exc.field}") from None
+        settings = AccountSettings(id=data.id, mode="paper", venue=data.venue, balance=balance, risk=risk)
         slot = await supervisor.start_account(settings, limits)
         return json_response(summary(slot), 201, {"Location": f"/v1/accounts/{data.id}"})
 
@@ -174,6 +199,8 @@ def accounts_blueprint(service: Any) -> Blueprint:
         status = request.args.get("status", "open")
         if status not in ("open", "closed", "all"):
             raise APIError(400, "INVALID_FIELD", "status must be open, closed or all", field="status")
+        page_limit()  # the page's parameters are checked whatever the status
+        cursor_decode(request.args.get("cursor"))
         snap = slot.snapshot()
         if status == "open" and snap is not None:
             mark_of = marks_of(service.markets[slot.settings.venue])
@@ -246,13 +273,7 @@ def accounts_blueprint(service: Any) -> Blueprint:
     @bp.put("/v1/accounts/<account_id>/risk")
     async def put_risk(account_id: str) -> Response:
         supervisor.slot(account_id)
-        body = await read_body()
-        try:
-            overrides = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise from_validation_error(exc) from None
-        if not isinstance(overrides, dict):
-            raise APIError(400, "INVALID_FIELD", "the body must be an object of limit names to values")
+        overrides = decode_limits(await read_body())
         result = await wait_reply(supervisor.control(account_id, UpdateRiskLimits(overrides=overrides)), timeout)
         return json_response({"account_id": account_id, "risk_limits": result})
 

@@ -7,9 +7,7 @@ answer. Every error body is ``{"error": {"code", "message", "field"}}``.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 from typing import Any
 
 from quart import Response, request
@@ -18,6 +16,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..messages import AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, UnknownAccount
 from .accounts import accounts_blueprint
+from .auth import install_auth
+from .dashboard import dashboard_blueprint
 from .common import json_response
 from .decisions import decisions_blueprint
 from .errors import APIError
@@ -29,10 +29,9 @@ log = logging.getLogger("actors.http")
 
 def create_app(service: Any) -> QuartTrio:
     """Build the app around a running service (supervisor, reader, markets, bus, settings)."""
-    app = QuartTrio("execd")
+    app = QuartTrio("execd", static_folder=None)  # the dashboard serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = service.settings.server.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    token = os.environ.get("EXECD_API_TOKEN")
 
     @app.errorhandler(APIError)
     async def _api_error(error: APIError) -> Response:
@@ -78,19 +77,11 @@ def create_app(service: Any) -> QuartTrio:
         return json_response({"error": {"code": "INTERNAL", "message": "internal error; see the service log",
                                         "field": None}}, 500)
 
-    @app.before_request
-    async def _authenticate() -> None:
-        if token is None or not request.path.startswith("/v1/"):
-            return
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            raise APIError(401, "UNAUTHENTICATED", "missing bearer token (Authorization: Bearer ...)")
-        if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode()):
-            raise APIError(403, "FORBIDDEN", "invalid token")
-
+    install_auth(app, service.settings)  # roles: one before_request / before_websocket hook
     app.register_blueprint(decisions_blueprint(service))
     app.register_blueprint(accounts_blueprint(service))
     app.register_blueprint(operations_blueprint(service))
+    app.register_blueprint(dashboard_blueprint())
     if faults_enabled():
         app.register_blueprint(faults_blueprint(service))
     return app

@@ -6,7 +6,6 @@ Every error body is ``{"error": {"code", "message", "field"}}``; money is a JSON
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -29,20 +28,16 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def cursor_encode(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
+    """The cursor after row ``seq`` (opaque to clients: pass back what the page gave)."""
+    return str(seq)
 
 
 def cursor_decode(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise APIError(400, "INVALID_CURSOR", "cursor is not one this API returned", field="cursor") from None
-    if value < 0:
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
         raise APIError(400, "INVALID_CURSOR", "cursor is not one this API returned", field="cursor")
-    return value
+    return int(cursor)
 
 
 def page_limit(default: int = 50, maximum: int = 500) -> int:
@@ -58,11 +53,18 @@ def page_limit(default: int = 50, maximum: int = 500) -> int:
     return value
 
 
-def decode(body: bytes, type_: type) -> Any:
+def decode(body: bytes, type_: type, *, limits_status: int | None = None) -> Any:
+    """``body`` decoded as ``type_``, or a 400 naming the field. With ``limits_status``, a fault
+    in risk limits (the body's own, or its ``risk``) is ``INVALID_LIMIT`` with that status."""
     try:
         return msgspec.json.decode(body, type=type_)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise from_validation_error(exc) from None
+        error = from_validation_error(exc)
+        if limits_status is not None and error.field and isinstance(exc, msgspec.ValidationError):
+            is_risk = type_.__name__ == "RiskOverrides" or error.field.startswith("risk.")
+            if is_risk and error.field != "risk":
+                raise APIError(limits_status, "INVALID_LIMIT", error.message, field=error.field) from None
+        raise error from None
 
 
 async def read_body() -> bytes:

@@ -8,6 +8,7 @@ fingerprint (another body under the same id gets ``409`` there).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -22,14 +23,27 @@ from .common import json_response, read_body
 from .errors import APIError, from_validation_error
 
 _decision_decoder = msgspec.json.Decoder(DecisionIn)
+decision_log = logging.getLogger("actors.decisions")
 _AMOUNT_FIELDS = ("quantity", "notional", "take_profit", "stop_loss", "price", "reference_price",
                   "max_slippage_bps")
 
 
+class _Code(msgspec.Struct):
+    code: str = ""
+
+
+class _Order(msgspec.Struct):
+    client_order_id: str | None = None
+
+
 class _Status(msgspec.Struct):
-    """Only the status of a stored result (the rest is answered as stored)."""
+    """What the front door reads of a stored result (the rest is answered as stored): its status,
+    for the answer's HTTP status, and for the metrics and the log line its rejection code and its
+    order's client id."""
 
     status: str
+    rejection: _Code | None = None
+    order: _Order | None = None
 
 
 _status_decoder = msgspec.json.Decoder(_Status)
@@ -50,10 +64,10 @@ def _check_amount_range(decision: Decision) -> None:
             raise InvalidDecision(f"{name} is out of range (beyond what a JSON number can hold)", name)
 
 
-def stored_result_response(encoded: bytes, *, rejected_status: int) -> Response:
+def stored_result_response(encoded: bytes, *, rejected_status: int, summary: _Status | None = None) -> Response:
     """A stored result as committed: ``rejected_status`` for a rejection (422 when it is the
     answer to the submission, 200 when it is read back), 200 otherwise."""
-    status = _status_decoder.decode(encoded).status
+    status = (summary or _status_decoder.decode(encoded)).status
     if status != "rejected":
         return json_response(encoded)
     if b'"error":' not in encoded:  # stored before results carried their error
@@ -75,6 +89,8 @@ def decisions_blueprint(service: Any) -> Blueprint:
         body = await read_body()
         try:
             raw = _decision_decoder.decode(body)
+            if isinstance(raw.leverage, float) and not raw.leverage.is_integer():  # 5.0 is 5; 2.5 is no integer
+                raise msgspec.ValidationError("Expected `int`, got `float` - at `$.leverage`")
             decision = validate_decision(raw)
             _check_amount_range(decision)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -91,10 +107,30 @@ def decisions_blueprint(service: Any) -> Blueprint:
         # the fingerprint makes the URL answer for this body only (409 if the id holds another)
         result_url = (f"/v1/accounts/{account_id}/decisions/{decision.decision_id}"
                       f"?fingerprint={message.fingerprint}")
+        started = trio.current_time()
         with trio.move_on_after(timeout):
-            return stored_result_response(await reply.wait(), rejected_status=422)
+            encoded = await reply.wait()
+            summary = _status_decoder.decode(encoded)
+            observe_decision(account_id, decision.decision_id, summary, trio.current_time() - started)
+            return stored_result_response(encoded, rejected_status=422, summary=summary)
         return json_response({"decision_id": decision.decision_id, "status": "pending", "result_url": result_url},
                              202, {"Location": result_url})
+
+    venue_of = {a.id: a.venue for a in service.settings.accounts}
+
+    def observe_decision(account_id: str, decision_id: str, summary: _Status, seconds: float) -> None:
+        """The decision's metrics and its log line (account, decision, order, venue, latency)."""
+        code = summary.rejection.code if summary.rejection is not None else ""
+        service.metrics.observe_decision(account_id, summary.status, code, seconds)
+        if decision_log.isEnabledFor(logging.INFO):
+            slot = supervisor.slots.get(account_id)
+            venue = slot.settings.venue if slot is not None else venue_of.get(account_id)
+            client_order_id = summary.order.client_order_id if summary.order is not None else None
+            decision_log.info("decision %s on %s: %s%s in %.1f ms", decision_id, account_id, summary.status,
+                              f" ({code})" if code else "", seconds * 1000, extra={
+                                  "account_id": account_id, "decision_id": decision_id, "venue": venue,
+                                  "client_order_id": client_order_id, "latency_ms": round(seconds * 1000, 3),
+                                  "result": summary.status, "code": code or None})
 
     async def audit_malformed(account_id: str, body: bytes, error: APIError) -> None:
         decision_id = None

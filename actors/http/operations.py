@@ -8,9 +8,12 @@ from typing import Any
 import msgspec
 from quart import Blueprint, Response, websocket
 
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..persistence import CommittedEvent
+from .auth import accept_websocket, current_principal
 from .common import json_response
-from .openapi import OPENAPI
+from .errors import APIError
+from .schema import openapi_document
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -25,28 +28,46 @@ def operations_blueprint(service: Any) -> Blueprint:
         try:
             after = int(after_raw)
         except ValueError:
-            await websocket.close(1008, "after must be an integer sequence number")
-            return
+            after = -1
+        if after < 0:
+            raise APIError(400, "INVALID_FIELD", "after must be a sequence number (an integer >= 0)", field="after")
+        tail_raw = websocket.args.get("tail")
+        if tail_raw is not None:  # start with the last N events (the dashboard's tail)
+            if not (tail_raw.isascii() and tail_raw.isdigit() and int(tail_raw) <= 1000):
+                raise APIError(400, "INVALID_FIELD", "tail must be an integer from 0 to 1000", field="tail")
+            last = await service.reader.fetchall("SELECT MAX(seq) AS seq FROM events", ())
+            after = max(after, (last[0]["seq"] or 0) - int(tail_raw))
+        sees = current_principal().sees  # a trader's (or scoped viewer's) accounts only
+        await accept_websocket()
         bus = service.bus
         live = bus.subscribe()
         try:
             while True:  # the backlog from the outbox first, then the live events after it
                 backlog = await bus.history(after, 1000)
                 for row in backlog:
+                    after = row["seq"]
+                    if not sees(row["account_id"]):
+                        continue
                     event = CommittedEvent(seq=row["seq"], type=row["type"], account_id=row["account_id"],
                                            is_paper=bool(row["is_paper"]), ts=row["ts"],
                                            payload_json=msgspec.Raw(row["payload"].encode()))
                     await websocket.send(_encoder.encode(event).decode())
-                    after = event.seq
                 if len(backlog) < 1000:
                     break
             async for event in live:
                 if event.seq <= after:
                     continue
-                await websocket.send(_encoder.encode(event).decode())
                 after = event.seq
+                if sees(event.account_id):
+                    await websocket.send(_encoder.encode(event).decode())
         finally:
             bus.unsubscribe(live)
+
+    @bp.get("/v1/events")
+    async def events_without_upgrade() -> Response:
+        """The event stream is a websocket: a plain GET is told so (RFC 9110 §15.5.22)."""
+        raise APIError(426, "UPGRADE_REQUIRED", "GET /v1/events is a websocket: send Upgrade: websocket",
+                       headers={"Upgrade": "websocket", "Connection": "Upgrade"})
 
     @bp.get("/health")
     async def health() -> Response:
@@ -67,10 +88,12 @@ def operations_blueprint(service: Any) -> Blueprint:
 
     @bp.get("/metrics")
     async def metrics() -> Response:
-        return Response(service.metrics_text(), content_type="text/plain; version=0.0.4")
+        return Response(service.metrics_text(), content_type=METRICS_CONTENT_TYPE)
+
+    document = _encoder.encode(openapi_document(list(service.markets), auth=bool(service.settings.auth.tokens)))
 
     @bp.get("/openapi.json")
     async def openapi() -> Response:
-        return json_response(OPENAPI)
+        return json_response(document)
 
     return bp

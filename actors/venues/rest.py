@@ -155,6 +155,9 @@ class RestStats(msgspec.Struct, kw_only=True):
     errors: int = 0
     weight_slowdowns: int = 0
     used_weight_1m: int = 0
+    #: answers by "<path> <HTTP status>" ("<path> error" without one), and seconds spent by path
+    answers: dict[str, int] = msgspec.field(default_factory=dict)
+    seconds: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class PublicRestClient:
@@ -299,11 +302,14 @@ class PublicRestClient:
     async def _attempt(self, path: str, params: Mapping[str, str] | None) -> bytes:
         await self._wait_until_allowed()
         self.stats.requests += 1
+        started = trio.current_time()
         try:
             response = await self._http.get(path, params=params)
         except httpx.RequestError as exc:  # transport errors and timeouts, undecodable bodies
             self.stats.errors += 1
+            self._note_answer(path, "error", started)
             raise VenueUnavailable(self.profile.name, f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        self._note_answer(path, str(response.status_code), started)
         self._note_weight(response)
         status = response.status_code
         if status == 200:
@@ -321,6 +327,12 @@ class PublicRestClient:
             detail = f"GET {path}: HTTP {status}" + (f", code {code}: {msg}" if body else "")
             raise VenueUnavailable(self.profile.name, detail, http_status=status)
         raise VenueError(code, msg, status, venue=self.profile.name)
+
+    def _note_answer(self, path: str, status: str, started: float) -> None:
+        """Count the answer by endpoint and status, and the time it took (for the metrics)."""
+        key = f"{path} {status}"
+        self.stats.answers[key] = self.stats.answers.get(key, 0) + 1
+        self.stats.seconds[path] = self.stats.seconds.get(path, 0.0) + (trio.current_time() - started)
 
     async def _wait_until_allowed(self) -> None:
         """Refuse during a ban; wait out a 429 pause and a nearly spent weight budget."""

@@ -130,6 +130,7 @@ def live_source(name: str, venue: LiveVenueSettings, clock: ServiceClock, *, tra
     async def run(board: MarketData, symbol_commands: trio.MemoryReceiveChannel[SymbolCommand], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with PublicRestClient(profile, clock=clock.now, transport=transport) as rest:
+            board.rest_stats = rest.stats
             board.set_feed_state("connecting", profile.rest_url)
             brackets = None
             if venue.leverage_brackets:
@@ -139,6 +140,7 @@ def live_source(name: str, venue: LiveVenueSettings, clock: ServiceClock, *, tra
             unknown = [s for s in venue.symbols if s not in instruments]
             if unknown:
                 raise ValueError(f"venue {name} does not list {', '.join(unknown)}")
+            board.serve_on_demand(venue.symbols, venue.symbol_linger_seconds)
             feed_send, feed_receive = trio.open_memory_channel[SymbolCommand](1024)
             async with trio.open_nursery() as nursery:
                 await nursery.start(venue_feed, profile, rest, board, feed_receive, clock.now, feed_settings)

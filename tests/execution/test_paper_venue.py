@@ -46,6 +46,7 @@ class Board:
         self.update_id = 0
         self.added: list[tuple[Alarm, bool]] = []
         self.cancelled: list[str] = []
+        self.settled: dict[int, tuple[Decimal, Decimal]] | None = None  # funding times seen pass
 
     def set(self, bids: list[tuple[str, str]], asks: list[tuple[str, str]], mark: str, *, rate: str = "0.0001",
             next_funding: int = 0) -> None:
@@ -64,7 +65,12 @@ class Board:
         return instrument(symbol) if symbol == "BTCUSDT" else None
 
     def settlement(self, symbol: str, funding_time_ms: int) -> tuple[Decimal, Decimal] | None:
-        return None
+        return (self.settled or {}).get(funding_time_ms)
+
+    def funding_times(self, symbol: str, after_ms: int) -> list[int] | None:
+        if self.settled is None:
+            return None  # announces nothing: the 8-hour grid
+        return sorted(t for t in self.settled if t > after_ms)
 
     async def add_alarm(self, alarm: Alarm, *, check_now: bool = True) -> None:
         self.added.append((alarm, check_now))
@@ -247,3 +253,25 @@ async def test_funding_is_settled_at_each_funding_time_lived_through(now_ms: int
     funding = [r for r in reports if isinstance(r, FundingReport)]
     assert len(funding) == paid
     assert all(r.amount == -D("2") * D("100") * D("0.0001") for r in funding)  # a long pays a positive rate
+
+
+async def test_funding_is_paid_at_the_times_the_venue_announced_not_on_the_grid() -> None:
+    """Marks that announce funding times (here hourly, off the 8-hour grid) are what counts: each
+    time seen pass is paid once, at the mark and rate in force then, and nothing on the grid."""
+    board = Board()
+    board.set([("99.9", "5")], [("100.1", "5")], "100", rate="0.0001")
+    one, two = FUNDING_TIME + 3_600_000, FUNDING_TIME + 2 * 3_600_000
+    board.settled = {one: (D("101"), D("0.0002")), two: (D("99"), D("-0.0001"))}
+    position = msgspec.structs.replace(long_position("2", "100"), opened_at=(FUNDING_TIME + 1000) / 1000)
+    funded: dict[str, int] = {}
+    paper = PaperVenue("acct", board, {"BTCUSDT": position}, funded)
+    reports = [r for r in await paper.poll((two + 5_000) / 1000) if isinstance(r, FundingReport)]
+    assert [(r.funding_time, r.mark, r.rate, r.amount) for r in reports] == [
+        (one, D("101"), D("0.0002"), -D("2") * D("101") * D("0.0002")),
+        (two, D("99"), D("-0.0001"), D("2") * D("99") * D("0.0001")),
+    ]
+    funded[position.id] = one  # the account committed the first one only (e.g. then restarted)
+    again = [r for r in await paper.poll((two + 6_000) / 1000) if isinstance(r, FundingReport)]
+    assert [r.funding_time for r in again] == [two]
+    board.settled = {}  # announced, but no time seen pass yet: nothing, not even the grid's 08:00
+    assert [r for r in await paper.poll((FUNDING_TIME + 8 * 3_600_000 + 1) / 1000) if isinstance(r, FundingReport)] == []

@@ -762,8 +762,8 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
     samples = [line for line in lines if not line.startswith("#")]
     assert samples and all(line.startswith("execd_") for line in samples)
     values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in samples}
-    assert values["execd_db_commits_total"] >= 1
-    assert 'execd_account_restarts_total{account="paper-1"}' in values
+    assert values["execd_persistence_round_batches_count"] >= 1
+    assert 'execd_actor_restarts_total{account="paper-1"}' in values
 
 
 async def test_openapi_documents_every_route(service: Service, client: httpx.AsyncClient,
@@ -780,7 +780,7 @@ async def test_openapi_documents_every_route(service: Service, client: httpx.Asy
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = rule.rule.replace("<path:", "<").replace("<", "{").replace(">", "}")
         for method in rule.methods or ():
             if method not in ("HEAD", "OPTIONS"):
                 served.add((path, method))

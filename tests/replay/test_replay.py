@@ -711,6 +711,22 @@ def test_unknown_account_with_settings_is_refused(tmp_path: Path, capsys: pytest
     assert "not in the settings" in err and "bob" in err and "alice" not in err.split("settings:")[-1]
 
 
+def test_settings_need_not_declare_the_replay_venue(tmp_path: Path) -> None:
+    """``execd replay`` implies the replay venue: a settings file without ``venues:`` (or whose
+    ``venues:`` lacks ``replay``) is accepted and its accounts trade on the replayed market."""
+    market, decisions = small_session(tmp_path)
+    for index, venues in enumerate(("", "venues:\n  sim: {}\n")):
+        settings = tmp_path / f"settings-{index}.yaml"
+        settings.write_text(venues + "accounts:\n"
+                            '  - {id: alice, mode: paper, venue: replay, balance: "5000"}\n'
+                            '  - {id: bob, mode: paper, venue: replay, balance: "5000"}\n')
+        out = tmp_path / f"out-{index}.jsonl"
+        assert run_cli("--market", market, "--decisions", decisions, "--settings", settings, "--out", out) == 0
+        summaries = {line["account_id"]: line for line in read_lines(out) if line["type"] == "summary"}
+        assert summaries["alice"]["initial_balance"] == "5000"
+        assert summaries["bob"]["open_positions"] == 1
+
+
 def test_accounts_must_be_on_the_replay_venue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     market, decisions = small_session(tmp_path)
     settings = tmp_path / "settings.yaml"
@@ -903,3 +919,27 @@ def test_replay_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         print(f"\nreplay speed: {report['market_events']} market events and {report['decisions']} decisions,"
               f" session {report['seconds']} s = {report['market_events_per_second']} market events/s"
               f" (whole replay() call incl. loading and output: {total:.2f} s)")
+
+
+def test_a_replayed_session_pays_funding_at_the_times_its_marks_announce(tmp_path: Path) -> None:
+    """The marks announce an hourly funding time (13:00, off the 8-hour grid): the position held
+    across it pays once, at that time, on the mark and rate in force then."""
+    start, funding_time = epoch_ms(2024, 5, 1, 12, 59, 55), epoch_ms(2024, 5, 1, 13, 0)
+    rows = []
+    for second in range(12):
+        at = start + 1000 * second
+        bids, asks = ladder(Decimal("60000"), Decimal("0.1"), ["0.5"] * 10)
+        rows.append(depth_message("BTCUSDT", at, bids, asks, 100 + second))
+        announced = funding_time if at < funding_time else funding_time + HOUR_MS
+        rows.append(mark_message("BTCUSDT", at, "60000", funding_rate="0.0003", next_funding_ms=announced))
+    market = write_jsonl(tmp_path / "market.jsonl", rows)
+    decisions = write_jsonl(tmp_path / "decisions.jsonl", [{"at": start + 1500, "account_id": "alice", "decision": {
+        "decision_id": "f1", "symbol": "BTCUSDT", "action": "open", "side": "long", "quantity": "0.1"}}])
+    out = tmp_path / "out.jsonl"
+    replay(market, decisions, out)
+    paid = [line for line in read_lines(out) if line["type"] == "funding.paid"]
+    assert [(p["funding_time"], Decimal(p["amount"]), Decimal(p["rate"])) for p in paid] == [
+        (funding_time, -Decimal("0.1") * Decimal("60000") * Decimal("0.0003"), Decimal("0.0003"))]
+    assert funding_time <= paid[0]["ts"] <= funding_time + 2000  # paid as the venue's clock passes it
+    (summary,) = [line for line in read_lines(out) if line["type"] == "summary"]
+    assert Decimal(summary["funding"]) == Decimal(paid[0]["amount"])
