@@ -142,13 +142,17 @@ def _paths() -> dict[str, Any]:
         "/v1/accounts/{account_id}/positions/{symbol}/protection": {"put": _op(
             "Set or move take-profit / stop-loss", {"200": _json("the position", s.PositionView)}, access="trade",
             body=ProtectionIn, account=True, params=[_param("symbol", "path", SYMBOL)],
-            errors={"422": _error("no such open position, or levels on the wrong side of the mark"), **_UNAVAILABLE})},
+            errors={"422": _error("no such open position, or levels on the wrong side of the mark"),
+                    "502": _error("live: the venue would not cancel the level being moved; it stays in force"),
+                    **_UNAVAILABLE})},
         "/v1/accounts/{account_id}/orders": {"get": _op(
             "Orders, newest first", {"200": _json("orders", s.OrderList)}, access="read", account=True, params=_PAGE)},
         "/v1/accounts/{account_id}/orders/{order_id}": {"delete": _op(
             "Cancel an open order", {"200": _json("the cancelled order", s.OrderView)}, access="trade", account=True,
             params=[_param("order_id", "path", ORDER_ID)],
-            errors={"404": _error("no such account, or no such open order"), **_UNAVAILABLE})},
+            errors={"404": _error("no such account, or no such open order"),
+                    "502": _error("live: the venue would not cancel the order; it is still working"),
+                    **_UNAVAILABLE})},
         "/v1/accounts/{account_id}/trades": {"get": _op(
             "Trades (fills), newest first", {"200": _json("fills", s.FillList)}, access="read", account=True,
             params=_PAGE)},

@@ -114,6 +114,18 @@ class Inspection(msgspec.Struct, kw_only=True):
     global_risk_limits: GlobalLimits | None = None
     market_data: FeedView | None = None
     risk_usage: RiskUsage | None = None
+    venue_connection: VenueConnection | None = None  # live accounts
+
+
+class VenueConnection(msgspec.Struct, kw_only=True):
+    """A live account's connection to its venue: a masked key id, never a secret."""
+
+    venue: str
+    key_id: str
+    stream_connected: bool
+    clock_offset_ms: int | None
+    symbols_prepared: dict[str, int]  # symbol -> leverage set on the venue (margin type ISOLATED)
+    requests: dict[str, Any]  # the trading client's counters: by endpoint and outcome, latency, retries
 
 
 class PositionList(msgspec.Struct, kw_only=True):
@@ -249,7 +261,11 @@ class ClosedPosition(msgspec.Struct, kw_only=True):
 
 
 class CloseFailure(msgspec.Struct, kw_only=True):
-    symbol: str
+    """A position that could not be closed (``symbol``) or an order the venue would not cancel
+    (``order_id``: it is still working)."""
+
+    symbol: str | UnsetType = UNSET
+    order_id: str | UnsetType = UNSET
     reason: str
 
 

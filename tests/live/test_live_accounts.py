@@ -9,10 +9,12 @@ import sys
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 from eth_account import Account as EthAccount
 
+from actors.http.shapes import Inspection
 from tests.fake_exchange import open_fake_exchange
 from tests.live.support import BOUND, VENUES, decision, hmac_account, live_service, market, open_position, wait_until
 
@@ -38,6 +40,8 @@ async def test_an_aster_v3_api_wallet_account_trades_with_eip712_signatures(tmp_
                 assert placed[0].query["signer"].lower() == signer.address.lower()
                 inspected = (await client.get("/v1/accounts/v3")).json()
                 assert inspected["venue_connection"]["key_id"] != signer.address  # masked
+                assert inspected["venue_connection"]["stream_connected"] in (True, False)
+                msgspec.convert(inspected, Inspection)  # the documented shape
 
 
 async def test_an_account_whose_credentials_are_missing_fails_and_the_others_run(tmp_path: Path) -> None:
