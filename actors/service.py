@@ -21,11 +21,14 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from .broker import Broker, broker_actor
 from .clock import ServiceClock
+from .cluster import ClusterNode, fence_check
 from .events import EventBus
 from .http.app import create_app
 from .market_data import MarketData, market_data_actor
 from .persistence import Persistence, Reader, persistence_actor
+from .persistence.postgres import PostgresBackend, PostgresReader
 from .settings import Settings
 from .supervisor import Supervisor, supervisor_actor
 from .venues.sources import source_for
@@ -44,6 +47,8 @@ class Service:
         self.markets: dict[str, MarketData] = {}
         self.bus: EventBus = None  # type: ignore[assignment]
         self.supervisor: Supervisor = None  # type: ignore[assignment]
+        self.cluster: ClusterNode | None = None  # cluster mode (settings ``cluster:``)
+        self.broker: Broker | None = None  # Redis Streams intake and egress (settings ``broker:``)
         self.url: str | None = None
         self.port: int | None = None
         self._stop = trio.Event()
@@ -69,6 +74,8 @@ class Service:
         for name, market in self.markets.items():
             if not market.is_fresh(max_age):
                 problems.append(f"market data of {name} is not fresh ({market.status.state})")
+        if self.cluster is not None:
+            problems += self.cluster.readiness_problems()
         return problems
 
     def metrics_text(self) -> str:
@@ -115,12 +122,18 @@ async def run_service(
     """
     clock = clock or ServiceClock()
     service = Service(settings, clock)
+    database = settings.database
     async with trio.open_nursery() as root:
+        backend = None
+        if database.url is not None:  # PostgreSQL; fenced by the shard leases in cluster mode
+            fence = fence_check(settings.cluster.node_id) if settings.cluster is not None else None
+            backend = await trio.to_thread.run_sync(partial(PostgresBackend, database.url, fence=fence))
         service.persistence = await root.start(partial(
-            persistence_actor, settings.database.path, synchronous=settings.database.synchronous,
-            max_batch=settings.database.max_batch, inline=inline_persistence,
+            persistence_actor, database.path, synchronous=database.synchronous,
+            max_batch=database.max_batch, inline=inline_persistence, backend=backend,
         ))
-        service.reader = Reader(settings.database.path, settings.database.read_threads)
+        service.reader = (PostgresReader(database.url, database.read_threads) if database.url is not None
+                          else Reader(database.path, database.read_threads))
         async with trio.open_nursery() as background:
             venues = {a.venue for a in settings.accounts} | ({"sim"} if "sim" in settings.venues else set())
             for name in sorted(venues):
@@ -132,6 +145,9 @@ async def run_service(
                                     paper_latency=paper_latency, global_limits=settings.global_limits)
             service.supervisor = supervisor
             accounts = [(a, settings.account_limits(a)) for a in settings.accounts]
+            if settings.cluster is not None:  # the node runs the accounts of the shards it will hold
+                service.cluster = ClusterNode(service)
+                accounts = []
             await background.start(supervisor_actor, supervisor, accounts)
             http_stop = trio.Event()
             if serve_http:
@@ -146,12 +162,20 @@ async def run_service(
                 if service.url:
                     service.port = int(service.url.rsplit(":", 1)[1])
                 log.info("execd listening on %s", service.url)
+            if service.cluster is not None:
+                await background.start(service.cluster.run)
+            if settings.broker is not None:
+                service.broker = await background.start(broker_actor, service)
             task_status.started(service)
             await service._stop.wait()
             log.info("shutting down: refusing new decisions, finishing in-flight ones")
             supervisor.draining = True
             with trio.move_on_after(settings.server.shutdown_grace_seconds + 5) as grace:
                 http_stop.set()
+                if service.broker is not None:
+                    await service.broker.stop_intake()
+                if service.cluster is not None:  # finish in-flight work, then free the leases at once
+                    await service.cluster.leave()
                 await supervisor.stop()
             if grace.cancelled_caught:
                 log.error("graceful shutdown took longer than its grace period; cancelling")

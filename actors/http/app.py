@@ -16,6 +16,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ..cluster import install_routing
 from ..messages import AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, UnknownAccount
 from .accounts import accounts_blueprint
 from .common import json_response
@@ -84,6 +85,8 @@ def create_app(service: Any) -> QuartTrio:
         if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode()):
             raise APIError(403, "FORBIDDEN", "invalid token")
 
+    if getattr(service, "cluster", None) is not None:  # cluster mode: other nodes' accounts are forwarded
+        install_routing(app, service.cluster)
     app.register_blueprint(decisions_blueprint(service))
     app.register_blueprint(accounts_blueprint(service))
     app.register_blueprint(operations_blueprint(service))
