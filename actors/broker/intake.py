@@ -63,9 +63,8 @@ async def ensure_group(client: coredis.Redis[bytes], stream: str, group: str) ->
     """Create the consumer group (and the stream) unless it exists."""
     try:
         await client.xgroup_create(stream, group, identifier="0", mkstream=True)
-    except coredis.exceptions.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    except coredis.exceptions.StreamDuplicateConsumerGroupError:
+        pass
 
 
 def entry_data(entry: Any) -> bytes | None:
