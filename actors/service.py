@@ -126,8 +126,11 @@ async def run_service(
     async with trio.open_nursery() as root:
         backend = None
         if database.url is not None:  # PostgreSQL; fenced by the shard leases in cluster mode
-            fence = fence_check(settings.cluster.node_id) if settings.cluster is not None else None
-            backend = await trio.to_thread.run_sync(partial(PostgresBackend, database.url, fence=fence))
+            cluster = settings.cluster
+            backend = await trio.to_thread.run_sync(partial(
+                PostgresBackend, database.url, fence=fence_check(cluster.node_id) if cluster is not None else None,
+                idle_in_transaction_seconds=cluster.lease_seconds / 2 if cluster is not None else None,
+            ))
         service.persistence = await root.start(partial(
             persistence_actor, database.path, synchronous=database.synchronous,
             max_batch=database.max_batch, inline=inline_persistence, backend=backend,

@@ -25,6 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+import psycopg
 import trio
 
 from ..domain.book import AccountBook, AccountConfig, Changes
@@ -63,6 +64,7 @@ class HeldShard:
 class ClusterStats(msgspec.Struct, kw_only=True):
     acquired: int = 0
     lost: int = 0
+    fenced: int = 0  # accounts stopped because a commit of theirs was refused
     handed_over: int = 0
     renewals: int = 0
     renewal_failures: int = 0
@@ -131,6 +133,7 @@ class ClusterNode:
 
     def on_fenced(self, account_id: str) -> None:
         """An account's commit was refused: look at the leases now (its shard was taken over)."""
+        self.stats.fenced += 1
         log.warning("account %s was fenced; checking the leases", account_id)
         self._wake.set()
 
@@ -156,6 +159,9 @@ class ClusterNode:
         self.url = self.settings.advertise_url or self.service.url or ""
         self._conn = await trio.to_thread.run_sync(partial(connect, self._database_url,
                                                            application_name=f"execd-leases-{self.node_id}"))
+        # a takeover waits for a commit that holds the lease row; never longer than half a lease
+        await self._db_call(lambda conn: conn.raw.execute(
+            f"SET lock_timeout = '{int(self.settings.lease_seconds * 500)}ms'"))
         try:
             await self._db_call(leases.setup, self.shards)
             await self._register_settings_accounts()
@@ -217,8 +223,12 @@ class ClusterNode:
         if self.service.settings.broker is not None and self.relay_epoch is None and not self.leaving:
             relay_row = view.leases.get(RELAY_LEASE)
             if relay_row is None or not relay_row.live:
-                epoch = await self._db_call(leases.acquire, RELAY_LEASE, self.node_id, self.url,
-                                            self.settings.lease_seconds)
+                try:
+                    epoch = await self._db_call(leases.acquire, RELAY_LEASE, self.node_id, self.url,
+                                                self.settings.lease_seconds)
+                except psycopg.Error as exc:
+                    log.warning("could not take the relay lease: %s", exc)
+                    epoch = None
                 if epoch is not None:
                     log.info("relay lease taken at epoch %d", epoch)
                     self.relay_epoch, self.relay_valid_until = epoch, sent + self.settings.lease_seconds
@@ -239,8 +249,12 @@ class ClusterNode:
         while True:
             await self._balance_due.wait()
             self._balance_due = trio.Event()
-            if not self.leaving:
+            if self.leaving:
+                continue
+            try:
                 await self._balance()
+            except psycopg.Error as exc:  # the database is unreachable or a lock wait timed out: next time
+                log.warning("shard balancing failed: %s", exc)
 
     async def _balance(self) -> None:
         live = self.view.live_nodes

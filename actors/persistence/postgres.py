@@ -172,12 +172,23 @@ class PostgresBackend:
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, fence: FenceCheck | None = None, application_name: str = "execd") -> None:
+    def __init__(self, url: str, *, fence: FenceCheck | None = None, application_name: str = "execd",
+                 idle_in_transaction_seconds: float | None = None) -> None:
         self.url = url
         self.fence = fence
         self.application_name = application_name
-        self.conn = connect(url, application_name=application_name)
+        self.idle_in_transaction_seconds = idle_in_transaction_seconds
+        self.conn = self._connect()
         migrate_postgres(self.conn)
+
+    def _connect(self) -> PgConnection:
+        conn = connect(self.url, application_name=self.application_name)
+        if self.idle_in_transaction_seconds is not None:
+            # a node paused in the middle of a round (SIGSTOP, a VM freeze) holds its lease rows'
+            # share locks; the server ends its session after this long, so a takeover never waits
+            # for it longer (the paused node's round then fails: it was never acknowledged)
+            conn.raw.execute(f"SET idle_in_transaction_session_timeout = '{int(self.idle_in_transaction_seconds * 1000)}ms'")
+        return conn
 
     def run_round(self, items: list[Item]) -> list[Any]:
         try:
@@ -207,7 +218,7 @@ class PostgresBackend:
             try:
                 self.conn.close()
             finally:
-                self.conn = connect(self.url, application_name=self.application_name)
+                self.conn = self._connect()
 
     def _transaction(self, items: list[Item]) -> list[Any]:
         conn = self.conn

@@ -43,6 +43,7 @@ import httpx
 import trio
 
 from ..domain.positions import apply_close_fill, apply_open_fill, entry_side, new_position
+from ..persistence.postgres import connect as pg_connect
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 ACCEPTED = ("filled", "partially_filled")
@@ -582,21 +583,37 @@ def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> lis
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def _open_snapshot(db: str) -> Any:
+    """A read-only connection in one transaction (a consistent snapshot, also while the service
+    runs) on a SQLite file or a PostgreSQL URL (a cluster's database); same SQL on both."""
+    if db.startswith(("postgresql://", "postgres://")):
+        conn = pg_connect(db, application_name="execd-loadtest")
+        conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return conn
+    conn = sqlite3.connect(db, timeout=30.0)
+    conn.execute("PRAGMA query_only=ON")
+    conn.execute("BEGIN")
+    return conn
+
+
+def _close_snapshot(conn: Any) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 def check_invariants(db_path: str, *, limit: int = 200) -> list[str]:
-    """Check a service database; return the problems (empty: every invariant holds).
+    """Check a service database (SQLite file or PostgreSQL URL); return the problems (empty:
+    every invariant holds).
 
     Reads in one transaction: a consistent snapshot, also while the service is running.
     """
-    conn = sqlite3.connect(db_path, timeout=30.0)
+    conn = _open_snapshot(db_path)
     try:
-        conn.execute("PRAGMA query_only=ON")
-        conn.execute("BEGIN")
-        try:
-            return _check(conn, limit)
-        finally:
-            conn.execute("ROLLBACK")
+        return _check(conn, limit)
     finally:
-        conn.close()
+        _close_snapshot(conn)
 
 
 def _check(conn: sqlite3.Connection, limit: int) -> list[str]:
@@ -910,14 +927,14 @@ def _check_timeline(account_id: str, account: dict[str, Any], decisions: list[di
 def check_acknowledged(db_path: str, acks: Iterable[Ack], *, limit: int = 200) -> list[str]:
     """Every acknowledged decision is stored exactly once, with the status and result it was answered."""
     problems: list[str] = []
-    conn = sqlite3.connect(db_path, timeout=30.0)
+    conn = _open_snapshot(db_path)
     try:
         stored: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for account_id, decision_id, status, result in conn.execute(
                 "SELECT account_id, decision_id, status, result FROM decisions"):
             stored[(account_id, decision_id)].append((status, result))
     finally:
-        conn.close()
+        _close_snapshot(conn)
     for ack in acks:
         rows = stored.get((ack.account_id, ack.decision_id), [])
         where = f"acknowledged decision {ack.account_id}/{ack.decision_id} ({ack.http_status})"
