@@ -86,6 +86,9 @@ class ClusterNode:
         self.relay_valid_until = 0.0
         self.stats = ClusterStats()
         self.leaving = False
+        #: test-only fault (``EXECD_TEST_FAULTS=1``): the lease loop stands still, as in a node whose
+        #: renewals stall while its accounts keep working: the case fencing exists for
+        self.renewal_held = False
         self.ready = trio.Event()  # the first renewal and balance are done
         self.changed = trio.Event()  # the set of ready shards (or the relay lease) changed
         self._wake = trio.Event()
@@ -190,7 +193,8 @@ class ClusterNode:
             with trio.move_on_after(self.settings.renew_interval):
                 await self._wake.wait()
             self._wake = trio.Event()
-            await self._renew_once()
+            if not self.renewal_held:
+                await self._renew_once()
 
     async def _renew_once(self) -> None:
         sent = trio.current_time()

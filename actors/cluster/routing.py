@@ -29,6 +29,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..http.common import json_response
+from ..http.faults import faults_enabled
 
 if TYPE_CHECKING:
     from .node import ClusterNode
@@ -75,6 +76,12 @@ def install_routing(app: QuartTrio, node: ClusterNode) -> None:
     @app.get("/v1/cluster")
     async def _cluster() -> Response:
         return json_response(node.describe() | {"forwarded": forwarder.forwarded, "refused": forwarder.refused})
+
+    if faults_enabled():  # test-only: stall this node's lease loop (its accounts keep working)
+        @app.post("/v1/_cluster/renewal")
+        async def _hold_renewal() -> Response:
+            node.renewal_held = request.args.get("held") == "1"
+            return json_response({"renewal_held": node.renewal_held})
 
     app.after_serving(forwarder.aclose)
 

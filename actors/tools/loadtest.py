@@ -31,19 +31,24 @@ import random
 import sqlite3
 import ssl
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import trio
 
 from ..domain.positions import apply_close_fill, apply_open_fill, entry_side, new_position
+from ..cluster.leases import shard_of
 from ..persistence.postgres import connect as pg_connect
+from .cluster_nodes import start_nodes, stop_node, wait_settled, write_settings
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 ACCEPTED = ("filled", "partially_filled")
@@ -175,6 +180,8 @@ class _Load:
                  crash_rate: float, duplicate_rate: float, kill_switch_every: int, rng: random.Random,
                  run_tag: str, give_up_after: float, max_crashes_per_minute: int) -> None:
         self.report = report
+        #: cluster, owner-aware clients: the node URL to send an account's decisions to ("" = any)
+        self.node_of: Any = lambda account: ""
         self.accounts = accounts
         self.limit = decisions
         self.deadline = deadline
@@ -203,7 +210,7 @@ class _Load:
         followed (``info["via_202"]`` tells). None when the service stays unreachable for ``give_up_after``."""
 
         report = self.report
-        path = f"/v1/accounts/{account}/decisions"
+        path = f"{self.node_of(account)}/v1/accounts/{account}/decisions"
         start = time.monotonic()
         while True:
             try:
@@ -484,19 +491,25 @@ async def run_load(
     give_up_after: float = 30.0,
     max_crashes_per_minute: int = 3,
     token: str | None = None,
+    route: str = "any",
 ) -> LoadReport:
-    """Drive the service at ``url``; returns when every client task has finished (count or duration)."""
+    """Drive the service at ``url`` (several nodes of a cluster: comma-separated, the client tasks
+    are spread over them; ``route="owner"`` sends each decision straight to its account's owner,
+    as a client that knows the shard map would, instead of any node, which forwards it); returns
+    when every client task has finished (count or duration)."""
 
     rng = random.Random(seed)
+    urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+    next_url = iter(range(1 << 62))
     run_tag = f"lt{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}"
     report = LoadReport(url=url, concurrency=concurrency)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     tls = ssl.create_default_context()  # one for all the clients (each would load the CA bundle)
 
-    def client_factory(connections: int = 1) -> httpx.AsyncClient:
+    def client_factory(connections: int = len(urls) if route == "owner" else 1) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(base_url=url.rstrip("/"), limits=limits, timeout=httpx.Timeout(60.0),
-                                 headers=headers, verify=tls)
+        return httpx.AsyncClient(base_url=urls[next(next_url) % len(urls)], limits=limits,
+                                 timeout=httpx.Timeout(60.0), headers=headers, verify=tls)
 
     async with client_factory(4) as client:
         ids, created = await ensure_accounts(client, accounts, prefix=account_prefix, risk=account_risk)
@@ -506,6 +519,8 @@ async def run_load(
                      crash_rate=crash_rate, duplicate_rate=duplicate_rate, kill_switch_every=kill_switch_every,
                      rng=rng, run_tag=run_tag, give_up_after=give_up_after,
                      max_crashes_per_minute=max_crashes_per_minute)
+        if route == "owner":
+            load.node_of = await _owner_map(client, urls)
         show = sys.stderr.isatty() if progress is None else progress
         async with trio.open_nursery() as nursery:
             if show:
@@ -519,6 +534,18 @@ async def run_load(
     if show:
         _progress_line(load, started, duration, final=True)
     return report
+
+
+async def _owner_map(client: httpx.AsyncClient, urls: list[str]) -> Any:
+    """account -> the URL of the node that owns its shard now (``GET /v1/cluster`` of every node)."""
+    owners: dict[int, str] = {}
+    shards = 1
+    for url in urls:
+        view = (await client.get(f"{url}/v1/cluster")).json()
+        shards = view["shards"]
+        for shard in view["held"]:
+            owners[shard] = url
+    return lambda account: owners.get(shard_of(account, shards), "")
 
 
 async def _progress(load: _Load, started: float, duration: float) -> None:
@@ -995,19 +1022,29 @@ def format_report(report: LoadReport) -> str:
 
 
 def run_loadtest_cli(args: argparse.Namespace) -> int:
-
-
     duplicate_rate = getattr(args, "duplicate_rate", None)
     kill_switch_every = getattr(args, "kill_switch_every", None)
     seed = getattr(args, "seed", None)
-    try:
-        report = trio.run(lambda: run_load(
-            args.url, accounts=args.accounts, decisions=args.decisions, concurrency=args.concurrency,
+    nodes = getattr(args, "nodes", None)
+
+    async def load(url: str) -> LoadReport:
+        return await run_load(
+            url, accounts=args.accounts, decisions=args.decisions, concurrency=args.concurrency,
             duration=args.duration, crash_rate=args.crash_rate,
             duplicate_rate=0.05 if duplicate_rate is None else duplicate_rate,
             kill_switch_every=250 if kill_switch_every is None else kill_switch_every, seed=seed,
-            token=os.environ.get("EXECD_API_TOKEN"), progress=True,
-        ))
+            token=os.environ.get("EXECD_API_TOKEN"), progress=True, route=getattr(args, "route", "any"),
+        )
+
+    try:
+        if nodes:
+            if not args.database_url:
+                print("execd loadtest: --nodes needs --database-url (or EXECD_DATABASE_URL)", file=sys.stderr)
+                return 2
+            report = trio.run(_with_local_cluster, args, load)
+            args.db = args.db or args.database_url
+        else:
+            report = trio.run(load, args.url)
     except Exception as exc:  # the service is unreachable or refused to create the accounts
         print(f"execd loadtest: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -1016,7 +1053,26 @@ def run_loadtest_cli(args: argparse.Namespace) -> int:
         try:
             report.invariant_problems = (check_acknowledged(args.db, report.acks.values())
                                          + check_invariants(args.db))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, psycopg.Error) as exc:
             report.invariant_problems = [f"cannot read {args.db}: {exc}"]
     print(format_report(report))
     return 0 if report.ok else 1
+
+
+async def _with_local_cluster(args: argparse.Namespace, load: Any) -> LoadReport:
+    """``--nodes N``: start N local nodes on the database, drive them together, stop them."""
+    with tempfile.TemporaryDirectory(prefix="execd-loadtest-") as work:
+        settings = write_settings(Path(work) / "cluster.yaml", args.database_url, [], shards=args.shards,
+                                  lease=args.lease)
+        async with trio.open_nursery() as nursery, httpx.AsyncClient(timeout=5) as http:
+            nodes = await start_nodes(nursery, settings, args.nodes)
+            try:
+                held = await wait_settled(http, nodes, args.shards, timeout=60 + 3 * args.lease)
+                print(f"cluster of {len(nodes)} node(s): " + ", ".join(
+                    f"{n.node_id} {n.url} ({len(held[n.node_id])} shards)" for n in nodes), file=sys.stderr)
+                return await load(",".join(n.url for n in nodes))
+            finally:
+                with trio.CancelScope(shield=True):
+                    for node in nodes:
+                        await stop_node(node)
+                nursery.cancel_scope.cancel()

@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from actors.tools.loadtest import ROUNDING_TAG, Ack, DecisionMaker, check_acknowledged, check_invariants
+from actors.cluster import shard_of
 from tests.cluster.nodes import Node, cluster_view, start_nodes, stop_node, wait_settled, write_settings
 
 pytestmark = pytest.mark.slow
@@ -64,9 +65,10 @@ class Load:
                 self.transport_errors += 1
                 node = self.rng.choice(self.up)
                 continue
-            if response.status_code == 503:
+            if response.status_code == 503:  # retried, as behind a load balancer: on any node that is up
                 self.refusals_503 += 1
                 await trio.sleep(min(float(response.headers.get("Retry-After", "1")), 0.25))
+                node = self.rng.choice(self.up)
                 continue
             payload = response.json()
             if response.status_code in (200, 422):
@@ -142,7 +144,7 @@ async def test_three_nodes_spread_route_and_survive_a_sigkill(tmp_path: Path, pg
 async def test_a_paused_node_is_fenced_and_a_stopped_one_hands_over(tmp_path: Path, pg_url: str) -> None:
     settings = write_settings(tmp_path / "cluster.yaml", pg_url, ACCOUNTS, shards=SHARDS, lease=LEASE)
     async with trio.open_nursery() as nursery, httpx.AsyncClient(timeout=5) as http:
-        nodes = await start_nodes(nursery, settings, 3)
+        nodes = await start_nodes(nursery, settings, 3, env={"EXECD_TEST_FAULTS": "1"})
         await wait_settled(http, nodes, SHARDS, timeout=30)
         paused = nodes[1]
         load = Load(nodes, seed=5)
@@ -167,19 +169,48 @@ async def test_a_paused_node_is_fenced_and_a_stopped_one_hands_over(tmp_path: Pa
             await wait_settled(http, nodes, SHARDS, timeout=30)
             load.up.append(paused)
             await load.wait_answers(30)
+            fenced = await stalled_renewal_is_fenced(http, load, nodes)
             # SIGTERM: a clean handover, faster than a lease
             leaving = nodes[0]
             load.up.remove(leaving)
             leaving.signal(signal.SIGTERM)
             took_term = await timed_takeover(http, nodes[1:])
-            assert await stop_node(leaving) == 0
+            with trio.fail_after(20):
+                assert await leaving.process.wait() == 0
             await load.wait_answers(30)
             load.stop.set()
         print(f"\nSIGSTOP: shards served again after {took_paused:.2f} s; SIGTERM: handed over in {took_term:.2f} s "
               f"(lease {LEASE} s); {load.answered} acknowledged, {load.refusals_503} answers 503")
         assert "handed over shards" in leaving.text
         assert "lost (epoch" in paused.text
+        assert fenced >= 1
         assert took_paused < 3 * LEASE + 2
         for node in nodes[1:]:
             assert await stop_node(node) == 0
     assert_books(load, pg_url)
+
+
+async def stalled_renewal_is_fenced(http: httpx.AsyncClient, load: Load, nodes: list[Node]) -> int:
+    """A node whose lease loop stalls while its accounts keep working (the test-only fault): once
+    the others took its shards, its commit is refused and answered 503; the same decision sent to
+    another node is executed there, once. Returns the stalled node's count of fenced accounts."""
+    stalled, others = nodes[2], nodes[:2]
+    held = (await cluster_view(http, stalled) or {})["held"]
+    account = next(f"f-{k}" for k in range(10_000) if shard_of(f"f-{k}", SHARDS) in held)
+    created = await http.post(f"{others[0].url}/v1/accounts", json={"id": account, "balance": "10000",
+                                                                       "risk": {"cooldown_seconds": 0}})
+    assert created.status_code == 201, created.text
+    load.up.remove(stalled)
+    assert (await http.post(f"{stalled.url}/v1/_cluster/renewal?held=1")).status_code == 200
+    await timed_takeover(http, others)
+    body = {"decision_id": "late-1", "symbol": "BTCUSDT", "action": "open", "side": "long", "notional": "100"}
+    late = await http.post(f"{stalled.url}/v1/accounts/{account}/decisions", json=body)
+    assert late.status_code == 503, late.text  # its commit was fenced: nothing of it was written
+    fenced = (await cluster_view(http, stalled) or {})["stats"]["fenced"]
+    again = await http.post(f"{others[1].url}/v1/accounts/{account}/decisions", json=body)
+    assert again.status_code == 200, again.text
+    load.acks[(account, "late-1")] = Ack(account, "late-1", json.dumps(body).encode(), 200, again.json())
+    assert (await http.post(f"{stalled.url}/v1/_cluster/renewal?held=0")).status_code == 200
+    await wait_settled(http, nodes, SHARDS, timeout=30)
+    load.up.append(stalled)
+    return fenced
