@@ -2,10 +2,15 @@
 
 Start order (each with ``nursery.start``, so the next starts only once the previous is ready):
 persistence → market data (one actor per venue in use) → event bus → supervisor (accounts loaded
-from the database) → HTTP front door (hypercorn.trio.serve).
+from the database) → HTTP front door (hypercorn.trio.serve) → in cluster mode the cluster node
+(shard leases; it starts the accounts of the shards it takes) → the broker, when configured
+(Redis Streams intake and the outbox relay). The persistence backend is SQLite, or PostgreSQL
+when ``database.url`` is set (fenced by the shard leases in cluster mode).
 
 Shutdown (SIGINT/SIGTERM or :meth:`Service.request_stop`): the front door refuses new decisions
-(503), hypercorn stops accepting and lets in-flight requests finish, the supervisor closes every
+(503), hypercorn stops accepting and lets in-flight requests finish, the broker stops reading (what
+it submitted is still acknowledged once committed), a cluster node hands its shards over (its
+accounts finish what they hold, then the leases are freed), the supervisor closes every
 inbox so actors finish what is queued, the persistence actor commits what is left and checkpoints
 the WAL, then the rest (market data) is cancelled.
 """

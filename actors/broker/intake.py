@@ -199,9 +199,13 @@ class Intake:
     # ------------------------------------------------------------------ one entry
 
     def _serving(self, shard: tuple[int, int] | None) -> bool:
+        """Whether this node still takes the entry's decision (not stopping, and, in a cluster,
+        still serving its shard at the epoch it was read under)."""
         cluster = self.service.cluster
+        if self.service.supervisor.draining:
+            return False
         if shard is None or cluster is None:
-            return not self.service.supervisor.draining
+            return True
         held = cluster.held.get(shard[0])
         return held is not None and held.epoch == shard[1] and held.status == "ready"
 
