@@ -28,7 +28,7 @@ from hypercorn.trio import serve
 
 from .broker import Broker, broker_actor
 from .clock import ServiceClock
-from .cluster import ClusterNode, fence_check
+from .cluster import ClusterNode, fence_check, write_connection_name
 from .events import EventBus
 from .http.app import create_app
 from .market_data import MarketData, market_data_actor
@@ -135,6 +135,7 @@ async def run_service(
             backend = await trio.to_thread.run_sync(partial(
                 PostgresBackend, database.url, fence=fence_check(cluster.node_id) if cluster is not None else None,
                 idle_in_transaction_seconds=cluster.lease_seconds / 2 if cluster is not None else None,
+                application_name=write_connection_name(cluster.node_id) if cluster is not None else "execd",
             ))
         service.persistence = await root.start(partial(
             persistence_actor, database.path, synchronous=database.synchronous,

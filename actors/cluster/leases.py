@@ -138,6 +138,26 @@ def acquire(conn: PgConnection, name: str, node_id: str, url: str, lease_seconds
     return None if row is None else int(row[0])
 
 
+def write_connection_name(node_id: str) -> str:
+    """The ``application_name`` of a node's write connection (so that a takeover can find it)."""
+    return f"execd-write-{node_id}"
+
+
+def end_stuck_sessions(conn: PgConnection, node_id: str) -> int:
+    """End the write sessions of a deposed node that are inside a transaction.
+
+    A node frozen in the middle of a round (SIGSTOP, a VM pause, a half-open connection) keeps its
+    lease rows share-locked, and a takeover would wait for it forever: a pipelined round that has
+    not reached its sync point is "active", not "idle in transaction", so no server timeout ends
+    it. Its lease has expired, so whatever that transaction was doing was never acknowledged;
+    ending the session rolls it back and frees the rows. Needs the right to signal the node's
+    backends (the same database role, or ``pg_signal_backend``)."""
+    rows = conn.raw.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+        " AND state <> 'idle' AND pid <> pg_backend_pid()", (write_connection_name(node_id),)).fetchall()
+    return len(rows)
+
+
 def release(conn: PgConnection, node_id: str, held: dict[str, int]) -> None:
     """Hand leases back (graceful): free at once, so another node takes them at its next look."""
     if not held:

@@ -278,8 +278,12 @@ class ClusterNode:
         taken: list[HeldShard] = []
         for shard in free[:wanted]:
             sent = trio.current_time()
-            epoch = await self._db_call(leases.acquire, shard_lease(shard), self.node_id, self.url,
-                                        self.settings.lease_seconds)
+            try:
+                epoch = await self._db_call(leases.acquire, shard_lease(shard), self.node_id, self.url,
+                                            self.settings.lease_seconds)
+            except psycopg.errors.LockNotAvailable:  # the deposed owner is stuck inside a commit
+                await self._end_stuck_sessions(shard)
+                continue
             if epoch is None:
                 continue
             held = HeldShard(shard, epoch, sent + self.settings.lease_seconds)
@@ -289,6 +293,14 @@ class ClusterNode:
         if taken:
             log.info("took shards %s", ", ".join(f"{h.shard}@{h.epoch}" for h in taken))
             await self._start_accounts(taken)
+
+    async def _end_stuck_sessions(self, shard: int) -> None:
+        row = self.view.leases.get(shard_lease(shard))
+        if row is None or row.owner is None or row.owner == self.node_id:
+            return
+        ended = await self._db_call(leases.end_stuck_sessions, row.owner)
+        log.warning("shard %d: its expired owner %s holds its lease row inside a commit; ended %d of its "
+                    "sessions", shard, row.owner, ended)
 
     # ------------------------------------------------------------------ accounts of shards
 

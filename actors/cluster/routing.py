@@ -29,7 +29,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..http.common import json_response
+from ..http.errors import APIError
 from ..http.faults import faults_enabled
+from ..messages import UnknownAccount
 
 if TYPE_CHECKING:
     from .node import ClusterNode
@@ -72,6 +74,14 @@ def install_routing(app: QuartTrio, node: ClusterNode) -> None:
                 return None
             account_id = match.group(1)
         return await forwarder.route(account_id)
+
+    @app.errorhandler(UnknownAccount)
+    async def _unknown_account(error: UnknownAccount) -> Response:
+        # the shard was lost (or handed over) after this request was routed here: it moved, it
+        # did not vanish; the client retries and is forwarded to the new owner
+        if node.local_status(node.shard_of(error.account_id)) != "ready":
+            return unavailable(f"account {error.account_id} moved to another node", 1, code="ACCOUNT_MOVED")
+        return json_response(APIError(404, "UNKNOWN_ACCOUNT", f"no account {error.account_id!r}").payload(), 404)
 
     @app.get("/v1/cluster")
     async def _cluster() -> Response:

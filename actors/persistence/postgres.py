@@ -224,22 +224,27 @@ class PostgresBackend:
         conn = self.conn
         results: list[Any] = []
         commits: list[tuple[int, Commit]] = []
-        # pipeline mode: a commit's statements go out without waiting for each answer (one round
-        # trip per round instead of one per statement); reads still wait for their rows
-        with conn.raw.pipeline(), conn.raw.transaction():
-            refused = self._refused(items)
-            for item in items:
-                if isinstance(item, Query):
-                    results.append(conn.execute(item.sql, item.params).fetchall())
-                elif isinstance(item, Call):
-                    results.append(item.fn(conn, *item.args))
-                elif item.claim is not None and item.claim in refused:
-                    results.append(refused[item.claim])
-                else:
-                    for statement in item.statements:
-                        conn.execute(statement.sql, statement.params)
-                    commits.append((len(results), item))
-                    results.append(None)
+        with conn.raw.transaction():
+            # pipeline mode: the statements go out without waiting for each answer (one round
+            # trip for them all instead of one per statement); reads still wait for their rows
+            with conn.raw.pipeline():
+                refused = self._refused(items)
+                for item in items:
+                    if isinstance(item, Query):
+                        results.append(conn.execute(item.sql, item.params).fetchall())
+                    elif isinstance(item, Call):
+                        results.append(item.fn(conn, *item.args))
+                    elif item.claim is not None and item.claim in refused:
+                        results.append(refused[item.claim])
+                    else:
+                        for statement in item.statements:
+                            conn.execute(statement.sql, statement.params)
+                        commits.append((len(results), item))
+                        results.append(None)
+            # synced: from here on (the outbox lock, which every node's rounds wait for, to the
+            # commit) a frozen client leaves its session "idle in transaction", which the server
+            # ends after ``idle_in_transaction_seconds``; a frozen unsynced pipeline would stay
+            # "active" and hold the lock for as long as the client is frozen
             for index, result in self._insert_events(commits):
                 results[index] = result
         return results

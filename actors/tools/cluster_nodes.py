@@ -115,7 +115,8 @@ async def wait_settled(client: httpx.AsyncClient, nodes: list[Node], shards: int
     """Until the given nodes together serve every shard, each at most its fair share, and agree
     on it; returns node -> shards. Polled: ownership is a database state, not an event."""
     fair = -(-shards // len(nodes))
-    with trio.fail_after(timeout):
+    views: list[dict[str, Any] | None] = []
+    with trio.move_on_after(timeout):
         while True:
             views = [await cluster_view(client, node) for node in nodes]
             if all(v is not None for v in views):
@@ -126,6 +127,9 @@ async def wait_settled(client: httpx.AsyncClient, nodes: list[Node], shards: int
                         and all(o == held for o in owners)):
                     return held
             await trio.sleep(0.1)
+    raise TimeoutError(f"the nodes did not settle within {timeout} s; last views: "
+                       + "; ".join(f"{v['node_id']}: held {v['held']} starting {v['starting']} owners {v['owners']} "
+                                   f"live {v['live_nodes']}" if v else "no answer" for v in views))
 
 
 async def stop_node(node: Node, signum: signal.Signals = signal.SIGTERM, timeout: float = 20) -> int:

@@ -198,8 +198,10 @@ async def stalled_renewal_is_fenced(http: httpx.AsyncClient, load: Load, nodes: 
     held = (await cluster_view(http, stalled) or {})["held"]
     account = next(f"f-{k}" for k in range(10_000) if shard_of(f"f-{k}", SHARDS) in held)
     created = await http.post(f"{others[0].url}/v1/accounts", json={"id": account, "balance": "10000",
-                                                                       "risk": {"cooldown_seconds": 0}})
-    assert created.status_code == 201, created.text
+                                                                       "risk": {"cooldown_seconds": 0}},
+                              timeout=20)
+    assert created.status_code == 201, created.text + "".join(
+        line for node in nodes for line in node.log[-200:] if "WARNING" in line or "ERROR" in line)
     load.up.remove(stalled)
     assert (await http.post(f"{stalled.url}/v1/_cluster/renewal?held=1")).status_code == 200
     await timed_takeover(http, others)
