@@ -12,11 +12,17 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import trio
+
+from ..cluster.leases import shard_of
+
+T = TypeVar("T")
 
 CLUSTER_SETTINGS = """
 server: {host: 127.0.0.1, port: 0, request_timeout_seconds: 5, shutdown_grace_seconds: 5}
@@ -138,3 +144,35 @@ async def stop_node(node: Node, signum: signal.Signals = signal.SIGTERM, timeout
         node.signal(signum)
     with trio.fail_after(timeout):
         return await node.process.wait()
+
+
+async def owner_map(client: httpx.AsyncClient, urls: list[str]) -> Any:
+    """account -> the URL of the node that owns its shard now (``GET /v1/cluster`` of every node)."""
+    owners: dict[int, str] = {}
+    shards = 1
+    for url in urls:
+        view = (await client.get(f"{url}/v1/cluster")).json()
+        shards = view["shards"]
+        for shard in view["held"]:
+            owners[shard] = url
+    return lambda account: owners.get(shard_of(account, shards), "")
+
+
+async def with_local_cluster(nodes: int, database_url: str, load: Callable[[str], Awaitable[T]], *, shards: int,
+                             lease: float) -> T:
+    """Start ``nodes`` local nodes on the database, run ``load`` against their comma-separated URLs
+    once they serve every shard, stop them (``execd loadtest --nodes``)."""
+    with tempfile.TemporaryDirectory(prefix="execd-loadtest-") as work:
+        settings = write_settings(Path(work) / "cluster.yaml", database_url, [], shards=shards, lease=lease)
+        async with trio.open_nursery() as nursery, httpx.AsyncClient(timeout=5) as http:
+            started = await start_nodes(nursery, settings, nodes)
+            try:
+                held = await wait_settled(http, started, shards, timeout=60 + 3 * lease)
+                print(f"cluster of {len(started)} node(s): " + ", ".join(
+                    f"{n.node_id} {n.url} ({len(held[n.node_id])} shards)" for n in started), file=sys.stderr)
+                return await load(",".join(n.url for n in started))
+            finally:
+                with trio.CancelScope(shield=True):
+                    for node in started:
+                        await stop_node(node)
+                nursery.cancel_scope.cancel()

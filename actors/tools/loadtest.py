@@ -31,14 +31,13 @@ import random
 import sqlite3
 import ssl
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,9 +45,8 @@ import psycopg
 import trio
 
 from ..domain.positions import apply_close_fill, apply_open_fill, entry_side, new_position
-from ..cluster.leases import shard_of
 from ..persistence.postgres import connect as pg_connect
-from .cluster_nodes import start_nodes, stop_node, wait_settled, write_settings
+from .cluster_nodes import owner_map, with_local_cluster
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 ACCEPTED = ("filled", "partially_filled")
@@ -520,7 +518,7 @@ async def run_load(
                      rng=rng, run_tag=run_tag, give_up_after=give_up_after,
                      max_crashes_per_minute=max_crashes_per_minute)
         if route == "owner":
-            load.node_of = await _owner_map(client, urls)
+            load.node_of = await owner_map(client, urls)
         show = sys.stderr.isatty() if progress is None else progress
         async with trio.open_nursery() as nursery:
             if show:
@@ -534,18 +532,6 @@ async def run_load(
     if show:
         _progress_line(load, started, duration, final=True)
     return report
-
-
-async def _owner_map(client: httpx.AsyncClient, urls: list[str]) -> Any:
-    """account -> the URL of the node that owns its shard now (``GET /v1/cluster`` of every node)."""
-    owners: dict[int, str] = {}
-    shards = 1
-    for url in urls:
-        view = (await client.get(f"{url}/v1/cluster")).json()
-        shards = view["shards"]
-        for shard in view["held"]:
-            owners[shard] = url
-    return lambda account: owners.get(shard_of(account, shards), "")
 
 
 async def _progress(load: _Load, started: float, duration: float) -> None:
@@ -1041,7 +1027,8 @@ def run_loadtest_cli(args: argparse.Namespace) -> int:
             if not args.database_url:
                 print("execd loadtest: --nodes needs --database-url (or EXECD_DATABASE_URL)", file=sys.stderr)
                 return 2
-            report = trio.run(_with_local_cluster, args, load)
+            report = trio.run(partial(with_local_cluster, args.nodes, args.database_url, load, shards=args.shards,
+                                      lease=args.lease))
             args.db = args.db or args.database_url
         else:
             report = trio.run(load, args.url)
@@ -1058,21 +1045,3 @@ def run_loadtest_cli(args: argparse.Namespace) -> int:
     print(format_report(report))
     return 0 if report.ok else 1
 
-
-async def _with_local_cluster(args: argparse.Namespace, load: Any) -> LoadReport:
-    """``--nodes N``: start N local nodes on the database, drive them together, stop them."""
-    with tempfile.TemporaryDirectory(prefix="execd-loadtest-") as work:
-        settings = write_settings(Path(work) / "cluster.yaml", args.database_url, [], shards=args.shards,
-                                  lease=args.lease)
-        async with trio.open_nursery() as nursery, httpx.AsyncClient(timeout=5) as http:
-            nodes = await start_nodes(nursery, settings, args.nodes)
-            try:
-                held = await wait_settled(http, nodes, args.shards, timeout=60 + 3 * args.lease)
-                print(f"cluster of {len(nodes)} node(s): " + ", ".join(
-                    f"{n.node_id} {n.url} ({len(held[n.node_id])} shards)" for n in nodes), file=sys.stderr)
-                return await load(",".join(n.url for n in nodes))
-            finally:
-                with trio.CancelScope(shield=True):
-                    for node in nodes:
-                        await stop_node(node)
-                nursery.cancel_scope.cancel()
