@@ -364,7 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--crash-rate", type=float, default=0.0)
-    p.add_argument("--db", help="database file of the service, for the invariant check")
+    p.add_argument("--db", help="database of the service (SQLite file or postgresql:// URL), for the invariant check")
+    p.add_argument("--nodes", type=int, help="start this many local cluster nodes on --database-url and spread "
+                   "the load over them (--url may also list the nodes of a running cluster, comma-separated)")
+    p.add_argument("--database-url", default=os.environ.get("EXECD_DATABASE_URL"),
+                   help="PostgreSQL URL of the cluster started by --nodes (checked after the run)")
+    p.add_argument("--route", choices=["any", "owner"], default="any", help="cluster: send each decision to any "
+                   "node (which forwards it to the owner) or straight to its account's owner")
+    p.add_argument("--shards", type=int, default=64, help="shards of the cluster started by --nodes")
+    p.add_argument("--lease", type=float, default=10.0, help="lease seconds of the cluster started by --nodes")
     p.set_defaults(fn=cmd_loadtest)
     return parser
 

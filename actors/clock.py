@@ -17,12 +17,15 @@ class ServiceClock:
 
     def __init__(self, epoch_anchor: float | None = None) -> None:
         self._epoch_anchor = time.time() if epoch_anchor is None else epoch_anchor
+        self._wall = epoch_anchor is None
         self._trio_anchor: float | None = None
 
     def now(self) -> float:
         current = trio.current_time()
         if self._trio_anchor is None:
             self._trio_anchor = current
+            if self._wall:  # both anchors at one moment: stamps agree with other processes' (cluster nodes)
+                self._epoch_anchor = time.time()
         return self._epoch_anchor + (current - self._trio_anchor)
 
     def now_ms(self) -> int:

@@ -2,10 +2,15 @@
 
 Start order (each with ``nursery.start``, so the next starts only once the previous is ready):
 persistence → market data (one actor per venue in use) → event bus → supervisor (accounts loaded
-from the database) → HTTP front door (hypercorn.trio.serve).
+from the database) → HTTP front door (hypercorn.trio.serve) → in cluster mode the cluster node
+(shard leases; it starts the accounts of the shards it takes) → the broker, when configured
+(Redis Streams intake and the outbox relay). The persistence backend is SQLite, or PostgreSQL
+when ``database.url`` is set (fenced by the shard leases in cluster mode).
 
 Shutdown (SIGINT/SIGTERM or :meth:`Service.request_stop`): the front door refuses new decisions
-(503), hypercorn stops accepting and lets in-flight requests finish, the supervisor closes every
+(503), hypercorn stops accepting and lets in-flight requests finish, the broker stops reading (what
+it submitted is still acknowledged once committed), a cluster node hands its shards over (its
+accounts finish what they hold, then the leases are freed), the supervisor closes every
 inbox so actors finish what is queued, the persistence actor commits what is left and checkpoints
 the WAL, then the rest (market data) is cancelled.
 """
@@ -21,8 +26,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from .broker import Broker, broker_actor
 from .clock import ServiceClock
 from .account.context import AdapterFactory
+from .cluster import ClusterNode, fence_check, write_connection_name
 from .events import EventBus
 from .execution import open_adapter
 from .http.app import create_app
@@ -30,6 +37,7 @@ from .http.keepalive import KeepAliveGuard
 from .market_data import MarketData, market_data_actor
 from .metrics import ServiceMetrics
 from .persistence import Persistence, Reader, persistence_actor
+from .persistence.postgres import PostgresBackend, PostgresReader
 from .settings import Settings
 from .supervisor import Supervisor, supervisor_actor
 from .venues.sources import source_for
@@ -48,6 +56,8 @@ class Service:
         self.markets: dict[str, MarketData] = {}
         self.bus: EventBus = None  # type: ignore[assignment]
         self.supervisor: Supervisor = None  # type: ignore[assignment]
+        self.cluster: ClusterNode | None = None  # cluster mode (settings ``cluster:``)
+        self.broker: Broker | None = None  # Redis Streams intake and egress (settings ``broker:``)
         self.url: str | None = None
         self.port: int | None = None
         self._stop = trio.Event()
@@ -74,6 +84,8 @@ class Service:
         for name, market in self.markets.items():
             if not market.is_fresh(max_age):
                 problems.append(f"market data of {name} is not fresh ({market.status.state})")
+        if self.cluster is not None:
+            problems += self.cluster.readiness_problems()
         return problems
 
     def metrics_text(self) -> bytes:
@@ -100,12 +112,22 @@ async def run_service(
     """
     clock = clock or ServiceClock()
     service = Service(settings, clock)
+    database = settings.database
     async with trio.open_nursery() as root:
+        backend = None
+        if database.url is not None:  # PostgreSQL; fenced by the shard leases in cluster mode
+            cluster = settings.cluster
+            backend = await trio.to_thread.run_sync(partial(
+                PostgresBackend, database.url, fence=fence_check(cluster.node_id) if cluster is not None else None,
+                idle_in_transaction_seconds=cluster.lease_seconds / 2 if cluster is not None else None,
+                application_name=write_connection_name(cluster.node_id) if cluster is not None else "execd",
+            ))
         service.persistence = await root.start(partial(
-            persistence_actor, settings.database.path, synchronous=settings.database.synchronous,
-            max_batch=settings.database.max_batch, inline=inline_persistence,
+            persistence_actor, database.path, synchronous=database.synchronous,
+            max_batch=database.max_batch, inline=inline_persistence, backend=backend,
         ))
-        service.reader = Reader(settings.database.path, settings.database.read_threads)
+        service.reader = (PostgresReader(database.url, database.read_threads) if database.url is not None
+                          else Reader(database.path, database.read_threads))
         async with trio.open_nursery() as background:
             venues = {a.venue for a in settings.accounts} | ({"sim"} if "sim" in settings.venues else set())
             for name in sorted(venues):
@@ -118,6 +140,9 @@ async def run_service(
                                     adapter_factory=adapter_factory or open_adapter, service_settings=settings)
             service.supervisor = supervisor
             accounts = [(a, settings.account_limits(a)) for a in settings.accounts]
+            if settings.cluster is not None:  # the node runs the accounts of the shards it will hold
+                service.cluster = ClusterNode(service)
+                accounts = []
             await background.start(supervisor_actor, supervisor, accounts)
             http_stop = trio.Event()
             if serve_http:
@@ -134,12 +159,20 @@ async def run_service(
                 if service.url:
                     service.port = int(service.url.rsplit(":", 1)[1])
                 log.info("execd listening on %s", service.url)
+            if service.cluster is not None:
+                await background.start(service.cluster.run)
+            if settings.broker is not None:
+                service.broker = await background.start(broker_actor, service)
             task_status.started(service)
             await service._stop.wait()
             log.info("shutting down: refusing new decisions, finishing in-flight ones")
             supervisor.draining = True
             with trio.move_on_after(settings.server.shutdown_grace_seconds + 5) as grace:
                 http_stop.set()
+                if service.broker is not None:
+                    await service.broker.stop_intake()
+                if service.cluster is not None:  # finish in-flight work, then free the leases at once
+                    await service.cluster.leave()
                 await supervisor.stop()
             if grace.cancelled_caught:
                 log.error("graceful shutdown took longer than its grace period; cancelling")

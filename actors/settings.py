@@ -15,6 +15,16 @@ API tokens (``auth.tokens``, DESIGN.md §8) can also come from the environment:
 JSON list of entries shaped like the file's (``[{"sha256": "...", "role": "viewer"}]``), added to
 the file's. Without any token the service serves loopback only: a ``server.host`` that is not a
 loopback address is refused at start-up.
+
+The environment also overrides the settings of a database, a broker and a cluster (one settings
+file for every node; each node gets its own identity):
+
+=======================  ==========================
+``EXECD_DATABASE_URL``   ``database.url``
+``EXECD_REDIS_URL``      ``broker.redis_url``
+``EXECD_NODE_ID``        ``cluster.node_id``
+``EXECD_ADVERTISE_URL``  ``cluster.advertise_url``
+=======================  ==========================
 """
 
 from __future__ import annotations
@@ -57,6 +67,42 @@ class DatabaseSettings(_Strict):
     synchronous: Literal["FULL", "NORMAL", "OFF"] = "FULL"
     max_batch: int = 1024
     read_threads: int = 4
+    #: ``postgresql://...``: PostgreSQL instead of the SQLite file at ``path`` (required by a cluster)
+    url: str | None = None
+
+
+class BrokerSettings(_Strict):
+    """Redis Streams intake and egress (off unless ``broker:`` is given)."""
+
+    redis_url: str
+    decisions_stream: str = "execd:decisions"  # in: {"account_id", "decision"}
+    results_stream: str = "execd:results"  # out: stored decision results
+    events_stream: str = "execd:events"  # out: the outbox, in seq order
+    group: str = "execd"  # the consumer group of the service's intake
+    max_in_flight: int = 256  # stream decisions submitted and not yet committed, per node
+    read_count: int = 100  # entries per XREADGROUP
+    stream_maxlen: int = 1_000_000  # results and events streams are trimmed (approximately) to this
+    relay_batch: int = 500  # events per relay round
+    relay_poll_seconds: float = 0.05  # how often the relay looks for other nodes' events
+
+
+class ClusterSettings(_Strict):
+    """Several nodes on one PostgreSQL database; accounts hash to ``shards`` owned by leases."""
+
+    node_id: str
+    #: the URL other nodes forward requests to (default: this node's bound address)
+    advertise_url: str | None = None
+    shards: int = 64
+    lease_seconds: float = 10.0
+    #: renewal period (default: a quarter of the lease)
+    renew_seconds: float | None = None
+    #: a live account stops sending orders this long before its lease could end
+    live_order_margin_seconds: float = 2.0
+    forward_timeout_seconds: float = 10.0
+
+    @property
+    def renew_interval(self) -> float:
+        return self.renew_seconds if self.renew_seconds is not None else self.lease_seconds / 4
 
 
 class SimVenueSettings(_Strict):
@@ -148,6 +194,8 @@ class Settings(_Strict):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     auth: AuthSettings = AuthSettings()
+    broker: BrokerSettings | None = None
+    cluster: ClusterSettings | None = None
     # Derived at load time (not keys of the file):
     source: str = "<defaults>"
 
@@ -227,6 +275,14 @@ def _env_overrides(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     if "EXECD_LOG_FORMAT" in env:
         data["log_format"] = env["EXECD_LOG_FORMAT"]
     data = _env_tokens(data, env)
+    if "EXECD_DATABASE_URL" in env:
+        database["url"] = env["EXECD_DATABASE_URL"]
+    for variable, section, key in (("EXECD_REDIS_URL", "broker", "redis_url"), ("EXECD_NODE_ID", "cluster", "node_id"),
+                                   ("EXECD_ADVERTISE_URL", "cluster", "advertise_url")):
+        if variable in env:
+            values = data.get(section) or {}
+            if isinstance(values, dict):
+                data[section] = {**values, key: env[variable]}
     if server:
         data["server"] = server
     if database:
@@ -294,6 +350,21 @@ def _validate(settings: Settings, source: str) -> None:
     if not (0 <= settings.server.port <= 65535):
         raise SettingsError(f"{source}: server.port: must be between 0 and 65535, got {settings.server.port}")
     _validate_auth(settings, source)
+    url = settings.database.url
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(f"{source}: database.url: must be a postgresql:// URL, got {url!r}")
+    cluster = settings.cluster
+    if cluster is not None:
+        if url is None:
+            raise SettingsError(f"{source}: cluster: needs database.url (the nodes share a PostgreSQL database)")
+        if not ACCOUNT_ID_PATTERN.match(cluster.node_id):
+            raise SettingsError(f"{source}: cluster.node_id: {cluster.node_id!r} is not a valid node id")
+        if not 1 <= cluster.shards <= 4096:
+            raise SettingsError(f"{source}: cluster.shards: must be between 1 and 4096")
+        if cluster.lease_seconds <= 0 or not 0 < cluster.renew_interval < cluster.lease_seconds:
+            raise SettingsError(f"{source}: cluster.renew_seconds: must be positive and shorter than lease_seconds")
+    if settings.broker is not None and not settings.broker.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{source}: broker.redis_url: must be a redis:// URL")
     for name, raw in settings.venues.items():
         if not isinstance(raw, dict):
             raise SettingsError(f"{source}: venues.{name}: expected a mapping, got {type(raw).__name__}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import collections
 import logging
 import random
+from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -31,7 +33,7 @@ from .messages import (
     AccountCannotStart, AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
     TradingState, UnknownAccount,
 )
-from .persistence import Persistence, Statement
+from .persistence import Claim, Fenced, Persistence, Statement
 from .persistence.queries import event_record
 from .settings import AccountSettings, Settings, SupervisorSettings
 from .venues.limits import VenueLimiter
@@ -59,6 +61,10 @@ class AccountSlot:
         self.next_restart_at: float | None = None
         self.reset = trio.Event()
         self.stopped = trio.Event()
+        #: cluster mode: the shard lease the account runs under (its commits are fenced by it)
+        self.claim: Claim | None = None
+        self.leaving = False  # being stopped because its shard moves to another node
+        self.scope = trio.CancelScope()  # cancelled to stop the account at once (its lease is lost)
 
     def inspect(self) -> dict[str, Any]:
         return {
@@ -109,20 +115,29 @@ class Supervisor:
         # the service-wide order-rate window: owned here, appended through record_global_order
         self.global_order_times: collections.deque[float] = collections.deque(maxlen=4096)
         self.global_limits = global_limits or GlobalLimits()
+        # cluster hooks (set by actors.cluster; None on a single node)
+        self.lease_deadline: Callable[[str], float] | None = None  # account -> its lease's local deadline
+        self.on_fenced: Callable[[str], None] | None = None  # an account's commit was refused (Fenced)
+        self.claim_for: Callable[[str], Claim] | None = None  # the lease a new account starts under
 
     # ---- lifecycle
 
-    async def start_account(self, settings: AccountSettings, limits: RiskLimits) -> AccountSlot:
-        """Register an account and start its actor; returns once it has loaded (or failed to)."""
+    async def start_account(self, settings: AccountSettings, limits: RiskLimits, *,
+                            claim: Claim | None = None) -> AccountSlot:
+        """Register an account and start its actor; returns once it has loaded (or failed to).
+        ``claim``: cluster mode, the shard lease the account's commits are fenced by."""
         assert self._nursery is not None, "supervisor is not running"
         if settings.id in self.slots:
             raise ValueError(f"account {settings.id!r} already exists")
         if settings.venue not in self.markets:
             raise ValueError(f"venue {settings.venue!r} has no market-data actor")
+        if claim is None and self.claim_for is not None:
+            claim = self.claim_for(settings.id)  # cluster mode: refused (503) unless its shard is served here
         slot = AccountSlot(settings, limits, self.settings.inbox_size)
+        slot.claim = claim
         self.slots[settings.id] = slot
         self.markets[settings.venue].register_account(settings.id, slot.mailbox)
-        await self._nursery.start(self._supervise, slot)
+        await self._nursery.start(self._supervise_in_scope, slot)
         return slot
 
     async def stop(self) -> None:
@@ -134,12 +149,39 @@ class Supervisor:
         for slot in self.slots.values():
             await slot.stopped.wait()
 
+    async def stop_account(self, account_id: str, *, graceful: bool, reason: str) -> None:
+        """Stop one account and forget it (cluster mode: its shard moves to another node).
+
+        ``graceful``: its actor finishes what it holds (the lease is still ours); otherwise it is
+        cancelled at once (the lease is lost: its commits would be refused anyway). Whatever it
+        did not answer is refused with a 503, which a client retries on the new owner."""
+        slot = self.slots.get(account_id)
+        if slot is None:
+            return
+        slot.leaving = True
+        if graceful:
+            await slot.mailbox.close()
+        else:
+            slot.scope.cancel()
+        slot.reset.set()  # a failed account stops waiting for an operator
+        await slot.stopped.wait()
+        refusal = AccountUnavailable(account_id, reason, retry_after=1)
+        for envelope in [slot.mailbox.current, *slot.mailbox.drain_control(), *slot.mailbox.drain_inbox()]:
+            if envelope is not None and envelope.reply is not None:
+                envelope.reply.fail(refusal)
+        slot.mailbox.current = None
+        self.markets[slot.settings.venue].unregister_account(account_id)
+        if self.slots.get(account_id) is slot:
+            del self.slots[account_id]
+
     def _context(self, slot: AccountSlot) -> AccountContext:
         return AccountContext(
             settings=slot.settings,
             limits=slot.limits,
             market=self.markets[slot.settings.venue],
-            persistence=self.persistence,
+            persistence=self.persistence.fenced(slot.claim) if slot.claim is not None else self.persistence,
+            lease_valid_until=(partial(self.lease_deadline, slot.account_id)
+                               if self.lease_deadline is not None and slot.claim is not None else None),
             clock=self.clock,
             mailbox=slot.mailbox,
             global_state=lambda: self.global_state,
@@ -161,6 +203,11 @@ class Supervisor:
             limiter = self.limiters[account.venue] = VenueLimiter.for_profile(
                 profile, getattr(venue, "rate_limits", None))
         return limiter
+    async def _supervise_in_scope(self, slot: AccountSlot, *,
+                                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The restart loop inside the slot's own scope (cancelled when its lease is lost)."""
+        with slot.scope:
+            await self._supervise(slot, task_status=task_status)
 
     async def _supervise(self, slot: AccountSlot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The one-for-one restart loop of one account."""
@@ -187,13 +234,23 @@ class Supervisor:
                     cannot = _leaf(exc, AccountCannotStart)
                     if cannot is not None:  # restarting would not help: failed until an operator acts
                         await self._cannot_start(slot, cannot)
-                        if self.draining:
+                        if self.draining or slot.leaving:
                             slot.status = "stopped"
                             return
                         continue
-                    if self.draining:
+                    if self.draining or slot.leaving:
                         slot.status = "stopped"
                         self._fail_in_flight(slot, exc)
+                        return
+                    if _leaf(exc, Fenced) is not None and self.on_fenced is not None:
+                        # its node lost the shard: the account runs elsewhere now, never again here
+                        slot.status = "stopped"
+                        slot.last_error = _describe(exc)
+                        slot.leaving = True
+                        log.warning("account %s stopped: %s", slot.account_id, slot.last_error)
+                        self._fail_in_flight(slot, exc, AccountUnavailable(
+                            slot.account_id, "the account moved to another node", retry_after=1))
+                        self.on_fenced(slot.account_id)
                         return
                     await self._record_crash(slot, exc)
                     if self._intensity_exceeded(slot):
@@ -206,7 +263,7 @@ class Supervisor:
                         if not self.draining:
                             await slot.reset.wait()
                         slot.restart_times.clear()
-                        if self.draining:
+                        if self.draining or slot.leaving:
                             slot.status = "stopped"
                             return
                         continue
@@ -248,13 +305,14 @@ class Supervisor:
         self._fail_in_flight(slot, exc)
         await self._event(slot, ActorRestarted(error=slot.last_error, restarts=slot.restarts))
 
-    def _fail_in_flight(self, slot: AccountSlot, exc: BaseException) -> None:
+    def _fail_in_flight(self, slot: AccountSlot, exc: BaseException, answer: Exception | None = None) -> None:
         envelope = slot.mailbox.current
         slot.mailbox.current = None
         if envelope is not None and isinstance(envelope.msg, SubmitDecision):
             slot.mailbox.answered(envelope.msg.decision.decision_id)
         if envelope is not None and envelope.reply is not None:
-            envelope.reply.fail(ActorCrashed(f"account {slot.account_id} crashed while handling this: {_describe(exc)}"))
+            envelope.reply.fail(answer or ActorCrashed(
+                f"account {slot.account_id} crashed while handling this: {_describe(exc)}"))
 
     def _fail_queued_if_stopping(self, slot: AccountSlot) -> None:
         if not self.draining:
@@ -289,6 +347,8 @@ class Supervisor:
         slot = self.slot(account_id)
         if self.draining:
             raise AccountUnavailable(account_id, "service is shutting down", retry_after=5)
+        if slot.leaving:
+            raise AccountUnavailable(account_id, "account is moving to another node", retry_after=1)
         if slot.status in ("restarting", "failed", "stopped"):
             retry = 1.0
             if slot.next_restart_at is not None:

@@ -51,6 +51,10 @@ class AccountContext(msgspec.Struct, kw_only=True):
     @property
     def protection_deadline_seconds(self) -> float:
         return self.settings.protection_deadline_seconds
+    #: cluster mode: until when (``trio.current_time()``) this node surely still owns the account's
+    #: shard lease; None on a single node (always). A live adapter stops sending orders a safety
+    #: margin before it (``actors.cluster.leases.may_send_orders``); a paper adapter has nothing to send.
+    lease_valid_until: Callable[[], float] | None = None
 
     @property
     def config(self) -> AccountConfig:

@@ -14,7 +14,6 @@ undone. A new decision (the common case) costs no extra database round.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -27,6 +26,7 @@ from ..domain.events import DecisionRejected
 from ..domain.risk import Rejection, RiskVerdict
 from ..domain.views import DecisionResult, fill_view
 from ..messages import DecisionConflict, SubmitDecision
+from ..persistence import IntegrityError
 from ..persistence.queries import stored_decision
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
                 result = await _execute(actor, changes, decision, verdict, planned, market)
             finally:
                 actor.mailbox.work_scope = None
-    except sqlite3.IntegrityError:  # the intent's commit refused a resent id: nothing was sent
+    except IntegrityError:  # the intent's commit refused a resent id: nothing was sent
         return await _stored(actor, msg)
     if work.cancelled_caught:  # by an emergency close-all
         if write_ahead:  # the intent is durable and may have reached the venue: it stays pending
@@ -145,7 +145,7 @@ async def _store(actor: AccountActor, msg: SubmitDecision, changes: Changes, res
                                            encoded, insert=not inserted))
     try:
         await actor.commit(changes)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         return await _stored(actor, msg)
     if result.status != "pending":  # a pending result is replaced once the venue answers
         _remember(actor, decision.decision_id, msg.fingerprint, encoded)

@@ -99,6 +99,16 @@ class Mailbox:
         self._control = None
         return drained
 
+    def drain_inbox(self) -> list[Envelope]:
+        """Every command still queued (answered with a refusal when the account moves to another
+        node: its actor was stopped without finishing them)."""
+        drained: list[Envelope] = []
+        while True:
+            try:
+                drained.append(self._inbox_receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return drained
+
     async def receive(self, deadline: float) -> Envelope | None:
         """The next command, or None when something was posted on a priority path or the
         deadline passed first. Raises ``trio.EndOfChannel`` once closed and drained."""

@@ -14,6 +14,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from ..cluster import install_routing
 from ..messages import AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, UnknownAccount
 from .accounts import accounts_blueprint
 from .auth import install_auth
@@ -78,6 +79,9 @@ def create_app(service: Any) -> QuartTrio:
                                         "field": None}}, 500)
 
     install_auth(app, service.settings)  # roles: one before_request / before_websocket hook
+
+    if getattr(service, "cluster", None) is not None:  # cluster mode: other nodes' accounts are forwarded
+        install_routing(app, service.cluster)
     app.register_blueprint(decisions_blueprint(service))
     app.register_blueprint(accounts_blueprint(service))
     app.register_blueprint(operations_blueprint(service))

@@ -8,6 +8,9 @@ from .actor import Backend as Backend
 from .actor import Persistence as Persistence
 from .actor import PersistenceStats as PersistenceStats
 from .actor import persistence_actor as persistence_actor
+from .errors import Fenced as Fenced
+from .errors import IntegrityError as IntegrityError
+from .items import Claim as Claim
 from .items import CommittedEvent as CommittedEvent
 from .items import EventRecord as EventRecord
 from .rows import Statement as Statement
@@ -23,8 +26,11 @@ from .sqlite import open_connection as open_connection
 __all__ = [
     "SCHEMA_VERSION",
     "Backend",
+    "Claim",
     "CommittedEvent",
     "EventRecord",
+    "Fenced",
+    "IntegrityError",
     "Persistence",
     "PersistenceStats",
     "Reader",

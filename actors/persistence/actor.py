@@ -20,7 +20,7 @@ import msgspec
 import trio
 
 from ..messages import Reply
-from .items import Call, Commit, CommitResult, CommittedEvent, EventRecord, Item, Query
+from .items import Call, Claim, Commit, CommitResult, CommittedEvent, EventRecord, Item, Query
 from .rows import Statement
 from .sqlite import SqliteBackend
 
@@ -54,21 +54,32 @@ class PersistenceStats(msgspec.Struct, kw_only=True):
 class Persistence:
     """The handle other actors use: ``await commit(...)`` returns once the data is durable."""
 
-    def __init__(self, send: trio.MemorySendChannel[Item], stats: PersistenceStats, dialect: str) -> None:
+    def __init__(self, send: trio.MemorySendChannel[Item], stats: PersistenceStats, dialect: str,
+                 claim: Claim | None = None) -> None:
         self._send = send
         self.stats = stats
         self.dialect = dialect
+        #: the lease every commit through this handle is fenced by (see :meth:`fenced`)
+        self.claim = claim
         self.on_committed: Callable[[list[CommittedEvent]], None] | None = None
 
+    def fenced(self, claim: Claim) -> Persistence:
+        """A handle on the same actor whose commits all carry ``claim`` (cluster mode: an account
+        started under a shard lease commits only while its node holds that lease at that epoch)."""
+        return Persistence(self._send, self.stats, self.dialect, claim)
+
     async def commit(self, statements: Sequence[Statement], events: Sequence[EventRecord] = (), *,
-                     on_commit: Callable[[], None] | None = None) -> list[int]:
+                     on_commit: Callable[[], None] | None = None, claim: Claim | None = None) -> list[int]:
         """Queue a batch and wait until it is committed; returns the events' sequence numbers.
 
         ``on_commit`` runs as soon as the batch is committed, before its events are published
         (see :class:`~.items.Commit`); if it raises, the commit stands and this call raises.
+        A fenced commit (``claim``, or the handle's) raises :class:`~.errors.Fenced` when the
+        lease is no longer held: nothing of it was written.
         """
         reply: Reply[list[int]] = Reply()
-        await self._send.send(Commit(statements=statements, events=events, reply=reply, on_commit=on_commit))
+        await self._send.send(Commit(statements=statements, events=events, reply=reply, on_commit=on_commit,
+                                     claim=claim or self.claim))
         return await reply.wait()
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

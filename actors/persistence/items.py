@@ -48,10 +48,20 @@ class CommitResult(NamedTuple):
     payloads: list[bytes]
 
 
+class Claim(NamedTuple):
+    """A lease a commit is made under (cluster mode): the backend checks, in the commit's own
+    transaction, that this node still holds ``lease`` at ``epoch``, and refuses the commit if not."""
+
+    lease: str
+    epoch: int
+
+
 class Commit(msgspec.Struct, kw_only=True):
     statements: Sequence[Statement]
     events: Sequence[EventRecord] = ()
     reply: Reply[list[int]] | None = None
+    #: the lease this commit is fenced by (None: not fenced; SQLite, one node)
+    claim: Claim | None = None
     #: run (synchronously) as soon as the commit landed, before its events are published: the
     #: writer's in-memory state moves with its commit, so no subscriber sees an event ahead of it
     on_commit: Callable[[], None] | None = None

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import trio
 
+from .errors import IntegrityError
 from .items import Call, Commit, CommitResult, Item, Query
 from .schema import migrate
 
@@ -64,6 +65,10 @@ class SqliteBackend:
         for item in items:
             try:
                 results.extend(self._transaction([item]))
+            except sqlite3.IntegrityError as exc:  # the backend-neutral kind, for the writer
+                error = IntegrityError(str(exc))
+                error.__cause__ = exc
+                results.append(error)
             except sqlite3.Error as exc:
                 results.append(exc)
         return results

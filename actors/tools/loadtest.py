@@ -36,13 +36,17 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
 from typing import Any
 
 import httpx
+import psycopg
 import trio
 
 from ..domain.positions import apply_close_fill, apply_open_fill, entry_side, new_position
+from ..persistence.postgres import connect as pg_connect
+from .cluster_nodes import owner_map, with_local_cluster
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 ACCEPTED = ("filled", "partially_filled")
@@ -174,6 +178,8 @@ class _Load:
                  crash_rate: float, duplicate_rate: float, kill_switch_every: int, rng: random.Random,
                  run_tag: str, give_up_after: float, max_crashes_per_minute: int) -> None:
         self.report = report
+        #: cluster, owner-aware clients: the node URL to send an account's decisions to ("" = any)
+        self.node_of: Any = lambda account: ""
         self.accounts = accounts
         self.limit = decisions
         self.deadline = deadline
@@ -202,7 +208,7 @@ class _Load:
         followed (``info["via_202"]`` tells). None when the service stays unreachable for ``give_up_after``."""
 
         report = self.report
-        path = f"/v1/accounts/{account}/decisions"
+        path = f"{self.node_of(account)}/v1/accounts/{account}/decisions"
         start = time.monotonic()
         while True:
             try:
@@ -483,19 +489,25 @@ async def run_load(
     give_up_after: float = 30.0,
     max_crashes_per_minute: int = 3,
     token: str | None = None,
+    route: str = "any",
 ) -> LoadReport:
-    """Drive the service at ``url``; returns when every client task has finished (count or duration)."""
+    """Drive the service at ``url`` (several nodes of a cluster: comma-separated, the client tasks
+    are spread over them; ``route="owner"`` sends each decision straight to its account's owner,
+    as a client that knows the shard map would, instead of any node, which forwards it); returns
+    when every client task has finished (count or duration)."""
 
     rng = random.Random(seed)
+    urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+    next_url = iter(range(1 << 62))
     run_tag = f"lt{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}"
     report = LoadReport(url=url, concurrency=concurrency)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     tls = ssl.create_default_context()  # one for all the clients (each would load the CA bundle)
 
-    def client_factory(connections: int = 1) -> httpx.AsyncClient:
+    def client_factory(connections: int = len(urls) if route == "owner" else 1) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(base_url=url.rstrip("/"), limits=limits, timeout=httpx.Timeout(60.0),
-                                 headers=headers, verify=tls)
+        return httpx.AsyncClient(base_url=urls[next(next_url) % len(urls)], limits=limits,
+                                 timeout=httpx.Timeout(60.0), headers=headers, verify=tls)
 
     async with client_factory(4) as client:
         ids, created = await ensure_accounts(client, accounts, prefix=account_prefix, risk=account_risk)
@@ -505,6 +517,8 @@ async def run_load(
                      crash_rate=crash_rate, duplicate_rate=duplicate_rate, kill_switch_every=kill_switch_every,
                      rng=rng, run_tag=run_tag, give_up_after=give_up_after,
                      max_crashes_per_minute=max_crashes_per_minute)
+        if route == "owner":
+            load.node_of = await owner_map(client, urls)
         show = sys.stderr.isatty() if progress is None else progress
         async with trio.open_nursery() as nursery:
             if show:
@@ -582,21 +596,37 @@ def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> lis
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def _open_snapshot(db: str) -> Any:
+    """A read-only connection in one transaction (a consistent snapshot, also while the service
+    runs) on a SQLite file or a PostgreSQL URL (a cluster's database); same SQL on both."""
+    if db.startswith(("postgresql://", "postgres://")):
+        conn = pg_connect(db, application_name="execd-loadtest")
+        conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return conn
+    conn = sqlite3.connect(db, timeout=30.0)
+    conn.execute("PRAGMA query_only=ON")
+    conn.execute("BEGIN")
+    return conn
+
+
+def _close_snapshot(conn: Any) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 def check_invariants(db_path: str, *, limit: int = 200) -> list[str]:
-    """Check a service database; return the problems (empty: every invariant holds).
+    """Check a service database (SQLite file or PostgreSQL URL); return the problems (empty:
+    every invariant holds).
 
     Reads in one transaction: a consistent snapshot, also while the service is running.
     """
-    conn = sqlite3.connect(db_path, timeout=30.0)
+    conn = _open_snapshot(db_path)
     try:
-        conn.execute("PRAGMA query_only=ON")
-        conn.execute("BEGIN")
-        try:
-            return _check(conn, limit)
-        finally:
-            conn.execute("ROLLBACK")
+        return _check(conn, limit)
     finally:
-        conn.close()
+        _close_snapshot(conn)
 
 
 def _check(conn: sqlite3.Connection, limit: int) -> list[str]:
@@ -910,14 +940,14 @@ def _check_timeline(account_id: str, account: dict[str, Any], decisions: list[di
 def check_acknowledged(db_path: str, acks: Iterable[Ack], *, limit: int = 200) -> list[str]:
     """Every acknowledged decision is stored exactly once, with the status and result it was answered."""
     problems: list[str] = []
-    conn = sqlite3.connect(db_path, timeout=30.0)
+    conn = _open_snapshot(db_path)
     try:
         stored: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for account_id, decision_id, status, result in conn.execute(
                 "SELECT account_id, decision_id, status, result FROM decisions"):
             stored[(account_id, decision_id)].append((status, result))
     finally:
-        conn.close()
+        _close_snapshot(conn)
     for ack in acks:
         rows = stored.get((ack.account_id, ack.decision_id), [])
         where = f"acknowledged decision {ack.account_id}/{ack.decision_id} ({ack.http_status})"
@@ -978,19 +1008,30 @@ def format_report(report: LoadReport) -> str:
 
 
 def run_loadtest_cli(args: argparse.Namespace) -> int:
-
-
     duplicate_rate = getattr(args, "duplicate_rate", None)
     kill_switch_every = getattr(args, "kill_switch_every", None)
     seed = getattr(args, "seed", None)
-    try:
-        report = trio.run(lambda: run_load(
-            args.url, accounts=args.accounts, decisions=args.decisions, concurrency=args.concurrency,
+    nodes = getattr(args, "nodes", None)
+
+    async def load(url: str) -> LoadReport:
+        return await run_load(
+            url, accounts=args.accounts, decisions=args.decisions, concurrency=args.concurrency,
             duration=args.duration, crash_rate=args.crash_rate,
             duplicate_rate=0.05 if duplicate_rate is None else duplicate_rate,
             kill_switch_every=250 if kill_switch_every is None else kill_switch_every, seed=seed,
-            token=os.environ.get("EXECD_API_TOKEN"), progress=True,
-        ))
+            token=os.environ.get("EXECD_API_TOKEN"), progress=True, route=getattr(args, "route", "any"),
+        )
+
+    try:
+        if nodes:
+            if not args.database_url:
+                print("execd loadtest: --nodes needs --database-url (or EXECD_DATABASE_URL)", file=sys.stderr)
+                return 2
+            report = trio.run(partial(with_local_cluster, args.nodes, args.database_url, load, shards=args.shards,
+                                      lease=args.lease))
+            args.db = args.db or args.database_url
+        else:
+            report = trio.run(load, args.url)
     except Exception as exc:  # the service is unreachable or refused to create the accounts
         print(f"execd loadtest: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -999,7 +1040,8 @@ def run_loadtest_cli(args: argparse.Namespace) -> int:
         try:
             report.invariant_problems = (check_acknowledged(args.db, report.acks.values())
                                          + check_invariants(args.db))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, psycopg.Error) as exc:
             report.invariant_problems = [f"cannot read {args.db}: {exc}"]
     print(format_report(report))
     return 0 if report.ok else 1
+

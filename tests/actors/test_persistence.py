@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.persistence import SCHEMA_VERSION, EventRecord, insert, migrate, open_connection, persistence_actor
+from actors.persistence import (
+    SCHEMA_VERSION, EventRecord, IntegrityError, insert, migrate, open_connection, persistence_actor,
+)
 
 
 async def test_group_commit_puts_everything_queued_in_one_round(tmp_path: Path) -> None:
@@ -54,14 +56,14 @@ async def test_a_failing_batch_fails_alone(tmp_path: Path) -> None:
         async def bad() -> None:
             try:
                 await persistence.commit([insert("fills", row)])
-            except sqlite3.IntegrityError as exc:
+            except IntegrityError as exc:
                 results["bad"] = exc
 
         async with trio.open_nursery() as both:
             both.start_soon(good)
             both.start_soon(bad)
         assert results["good"] == []
-        assert isinstance(results["bad"], sqlite3.IntegrityError)
+        assert isinstance(results["bad"], IntegrityError)
         rows = await persistence.query("SELECT id FROM fills ORDER BY id")
         assert rows == [("dup",), ("other",)]
         await persistence.aclose()
