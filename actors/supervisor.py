@@ -64,6 +64,8 @@ class AccountSlot:
         #: cluster mode: the shard lease the account runs under (its commits are fenced by it)
         self.claim: Claim | None = None
         self.leaving = False  # being stopped because its shard moves to another node
+        #: why the account takes no decision for now (a live account reconciling with its venue)
+        self.gate: str | None = None
         self.scope = trio.CancelScope()  # cancelled to stop the account at once (its lease is lost)
 
     def inspect(self) -> dict[str, Any]:
@@ -73,6 +75,7 @@ class AccountSlot:
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "next_restart_at": self.next_restart_at,
+            "gate": self.gate,
             "inbox_depth": self.mailbox.inbox_depth,
             "inbox_capacity": self.mailbox.inbox_capacity,
             "priority_depth": self.mailbox.priority_depth,
@@ -192,6 +195,7 @@ class Supervisor:
             adapter_factory=self.adapter_factory,
             service_settings=self.service_settings,
             venue_limiter=self._limiter(slot.settings) if slot.settings.mode == "live" else None,
+            on_gate=partial(setattr, slot, "gate"),
         )
 
     def _limiter(self, account: AccountSettings) -> VenueLimiter:
@@ -355,6 +359,9 @@ class Supervisor:
                 retry = max(1.0, slot.next_restart_at - self.clock.now())
             raise AccountUnavailable(account_id, f"account actor is {slot.status}", retry_after=retry)
         decision = (msg.decision.decision_id, msg.fingerprint) if isinstance(msg, SubmitDecision) else None
+        if decision is not None and (slot.gate is not None or (slot.status == "starting" and slot.settings.mode == "live")):
+            raise AccountUnavailable(account_id, slot.gate or "reconciling with the venue before its first decision",
+                                     retry_after=2)
         if decision is not None:
             queued = slot.mailbox.pending(decision[0])
             if queued is not None and queued != decision[1]:  # the same id, in flight, other body

@@ -30,7 +30,7 @@ import trio
 
 from ..domain import planner
 from ..domain.book import AccountBook, Applied, Changes, DecisionEntry, marks_of
-from ..domain.events import CloseAllDone, OrderCanceled, ProtectionPartial, RiskChanged
+from ..domain.events import CloseAllDone, OrderCanceled, ProtectionPartial, ReconciliationFailed, RiskChanged
 from ..domain.execution import CancelIntent, Report
 from ..domain.filters import UNKNOWN_ORDER, VenueReject
 from ..domain.ledger import Batch, LedgerContext, OrderExecution, apply_reports
@@ -40,14 +40,18 @@ from ..domain.positions import Position
 from ..domain.protection import tpsl_problem
 from ..domain.risk import InvalidLimits, loss_state, merge_limits, stricter_state
 from ..domain.views import fill_view, order_view, position_view
+from ..execution.live import ReconcileRequested
 from ..execution.protocol import ExecutionAdapter
+from ..venues.rest import VenueIOError
 from ..logs import log_context
 from ..messages import (
     CancelOrder, CloseAll, CommandRefused, DecisionConflict, Envelope, InjectCrash, SetProtection, SetTradingState,
     SubmitDecision, UpdateRiskLimits,
 )
-from ..persistence.queries import changes_statements, event_records, order_fills
-from . import decisions, protection
+from ..persistence.queries import (
+    changes_statements, event_records, first_order_at, order_fills, pending_decision_orders,
+)
+from . import decisions, protection, reconcile
 from .context import AccountContext, AccountSnapshot, snapshot_of
 
 log = logging.getLogger("actors.account")
@@ -72,9 +76,11 @@ class AccountActor:
         self.deciding: str | None = None  # the decision being handled (its own code stores its result)
         #: orders whose decision was answered ``pending`` (the venue's answer was lost): their
         #: decision's stored result is settled when the venue has decided them
-        self.pending_orders: set[str] = {  # after a restart: those whose answer is still awaited
-            order.id for order in book.orders.values()
-            if order.decision_id and order.purpose in ("entry", "exit") and planner.decision_status(order) == "pending"}
+        #: live accounts: what reconciliation keeps between passes (None: a paper account)
+        self.reconciliation = None if adapter.is_paper else reconcile.ReconcileState(income_since=self.now())
+        self._reconcile_due = math.inf if adapter.is_paper else 0.0  # trio time of the next pass
+        self._reconcile_failures = 0
+        self.pending_orders: set[str] = set()  # loaded by :meth:`_settle_pending_decisions`
 
     @property
     def account_id(self) -> str:
@@ -103,6 +109,15 @@ class AccountActor:
     async def run(self, task_status: trio.TaskStatus[AccountActor]) -> None:
         for symbol in self.book.positions:  # live feeds keep the symbols of open positions subscribed
             await self.ctx.market.acquire(symbol, self.account_id)
+        if self.reconciliation is not None:
+            # the start gate: no decision before the book agrees with the venue (the account stays
+            # ``starting``, its decisions answered 503, for as long as the venue cannot be asked)
+            first = await self.ctx.persistence.call(first_order_at, self.account_id)
+            self.reconciliation.income_since = first if first is not None else self.now()
+            while not await self._reconcile("start"):
+                await trio.sleep(reconcile.next_delay(self._reconcile_failures))
+        if self.adapter.write_ahead:  # only a venue's answers can be lost
+            await self._settle_pending_decisions()
         task_status.started(self)
         mailbox = self.mailbox
         next_housekeeping = trio.current_time() + HOUSEKEEPING_SECONDS
@@ -132,7 +147,31 @@ class AccountActor:
 
     def _needs_housekeeping(self) -> bool:
         book = self.book
-        return bool(book.positions or book.orders or book.trading_state != "active")
+        return bool(book.positions or book.orders or book.trading_state != "active" or self.reconciliation)
+
+    async def _reconcile(self, reason: str) -> bool:
+        """One reconciliation pass; while passes fail, decisions are refused (the gate)."""
+        self.ctx.gate(f"reconciling with the venue ({reason})")
+        try:
+            await reconcile.reconcile(self, reason)
+        except VenueIOError as exc:
+            self._reconcile_failures += 1
+            delay = reconcile.next_delay(self._reconcile_failures)
+            self._reconcile_due = trio.current_time() + delay
+            self.ctx.gate(f"reconciling with the venue ({reason}): cannot ask it: {exc}")
+            log.error("account %s: reconciliation (%s) failed (attempt %d): %s; decisions refused, next try in "
+                      "%.1f s", self.account_id, reason, self._reconcile_failures, exc, delay)
+            if self._reconcile_failures in (1, 10, 100):  # alert, without flooding the event stream
+                changes = self.changes()
+                changes.emit(ReconciliationFailed(reason=reason, error=str(exc), attempts=self._reconcile_failures))
+                await self.commit(changes)
+            return False
+        self._reconcile_failures = 0
+        self._reconcile_due = trio.current_time() + self.ctx.reconcile_interval_seconds
+        if getattr(self.adapter, "gap", False):
+            self.adapter.gap = False  # type: ignore[attr-defined]
+        self.ctx.gate(None)
+        return True
 
     async def _handle(self, envelope: Envelope) -> None:
         # ``current`` stays set if the handler raises: the supervisor answers it with an error.
@@ -238,14 +277,30 @@ class AccountActor:
                 await self._settle_decision(changes, order)
         return batch
 
-    async def _settle_decision(self, changes: Changes, order: OrderRecord) -> None:
+    async def _settle_pending_decisions(self) -> None:
+        """After a start: a decision still ``pending`` whose order the venue has decided (the
+        service stopped before storing its result) gets its result now; the others are settled
+        when their order is."""
+        orders = await self.ctx.persistence.call(pending_decision_orders, self.account_id)
+        if not orders:
+            return
+        changes = self.changes()
+        for order in orders:
+            order = self.book.orders.get(order.id, order)
+            if _decided(order):
+                await self._settle_decision(changes, order, cooldown=False)
+            else:
+                self.pending_orders.add(order.id)
+        await self.commit(changes)
+
+    async def _settle_decision(self, changes: Changes, order: OrderRecord, *, cooldown: bool = True) -> None:
         """A decision answered ``pending`` (its order's answer was lost): now the venue has
         decided the order, its stored result becomes the truth (``GET .../decisions/{id}``)."""
         committed = await self.ctx.persistence.call(order_fills, self.account_id, order.id)
         fills = {f.id: f for f in committed}
         fills.update((f.id, f) for f in changes.fills if f.order_id == order.id)
         result = planner.settled_result(changes, order, [fill_view(f) for f in fills.values()],
-                                        marks_of(self.ctx.market))
+                                        marks_of(self.ctx.market), cooldown=cooldown)
         changes.decisions.append(DecisionEntry(order.decision_id or "", "", "", result.status, _encode(result),
                                                insert=False))
 
@@ -329,6 +384,9 @@ class AccountActor:
     # ------------------------------------------------------------------------------ venue messages
 
     async def _on_venue(self, message: Any) -> None:
+        if isinstance(message, ReconcileRequested):  # what the venue said may have been missed
+            await self._reconcile(message.reason)
+            return
         changes = self.changes()
         reports = await self.adapter.on_message(message)
         if not reports:
@@ -435,6 +493,9 @@ class AccountActor:
         if reports:
             await self.apply(changes, reports)
             await self.commit(changes)
+        if self.reconciliation is not None and (trio.current_time() >= self._reconcile_due
+                                                or getattr(self.adapter, "gap", False)):
+            await self._reconcile("periodic" if not getattr(self.adapter, "gap", False) else "venue path overflowed")
         await self._watch_losses()
 
     async def _watch_losses(self) -> None:

@@ -47,14 +47,26 @@ class AccountContext(msgspec.Struct, kw_only=True):
     venue_answer_seconds: float = 10.0
     service_settings: Any = None  # the whole Settings: a live account's venue, the database path
     venue_limiter: Any = None  # the request-weight limiter shared by every live account of the venue
-
-    @property
-    def protection_deadline_seconds(self) -> float:
-        return self.settings.protection_deadline_seconds
     #: cluster mode: until when (``trio.current_time()``) this node surely still owns the account's
     #: shard lease; None on a single node (always). A live adapter stops sending orders a safety
     #: margin before it (``actors.cluster.leases.may_send_orders``); a paper adapter has nothing to send.
     lease_valid_until: Callable[[], float] | None = None
+    #: a live account's gate: why its decisions are refused for now (reconciling with the venue),
+    #: or None when they are taken; the supervisor answers them 503 meanwhile
+    on_gate: Callable[[str | None], None] | None = None
+
+    @property
+    def protection_deadline_seconds(self) -> float:
+        return self.settings.protection_deadline_seconds
+
+    @property
+    def reconcile_interval_seconds(self) -> float:
+        venue = self.service_settings.venue_settings(self.settings.venue) if self.service_settings else None
+        return getattr(venue, "reconcile_interval_seconds", 60.0)
+
+    def gate(self, reason: str | None) -> None:
+        if self.on_gate is not None:
+            self.on_gate(reason)
 
     @property
     def config(self) -> AccountConfig:

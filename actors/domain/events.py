@@ -217,3 +217,12 @@ class ReconciliationMismatch(Payload):
     detail: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+
+class ReconciliationFailed(Payload):
+    """A live account could not reconcile with its venue: it takes no decision until it can."""
+
+    TYPE: ClassVar[str] = "reconciliation.failed"
+    reason: str
+    error: str
+    attempts: int

@@ -147,3 +147,40 @@ class VenuePositionState(msgspec.Struct, frozen=True, kw_only=True):
     liquidation_price: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     update_time_ms: int = 0
+
+
+class VenueTradeState(msgspec.Struct, frozen=True, kw_only=True):
+    """One trade of the account as the venue lists it (``userTrades``)."""
+
+    fill_id: str  # ``<symbol>:<trade id>``, as the user stream's fills are named
+    venue_order_id: str
+    symbol: str
+    side: Literal["BUY", "SELL"]
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: Literal["maker", "taker"]
+    realized_pnl: Decimal
+    time_ms: int
+
+
+class VenueIncomeState(msgspec.Struct, frozen=True, kw_only=True):
+    """One income record (``REALIZED_PNL``, ``COMMISSION``, ``FUNDING_FEE``, ``TRANSFER``...)."""
+
+    kind: str
+    symbol: str | None
+    amount: Decimal
+    asset: str
+    time_ms: int
+    record_id: str
+
+
+class VenueAccount(msgspec.Struct, frozen=True, kw_only=True):
+    """What the venue holds for the account at one moment (``at``, epoch seconds)."""
+
+    positions: tuple[VenuePositionState, ...]
+    open_orders: tuple[VenueOrderState, ...]
+    wallet_balance: Decimal | None
+    available_balance: Decimal | None
+    at: float

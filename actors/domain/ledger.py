@@ -221,14 +221,21 @@ def _apply_fill(changes: Changes, execution: OrderExecution, order: OrderRecord,
     fill = report.fill
     assert fill is not None
     position = changes.position(order.symbol)
-    opening = not order.reduce_only and order.purpose == "entry"
+    side = "long" if order.side == "BUY" else "short"
+    # an entry opens or adds; so does a trade made outside the service in the position's direction
+    opening = not order.reduce_only and (order.purpose == "entry" or (order.purpose == "external" and (
+        position is None or not position.is_open or position.side == side)))
     if opening:
         if position is None or not position.is_open:
             position = new_position(
                 position_id=order.position_id or f"{ctx.account_id}.{order.decision_id}",
-                account_id=ctx.account_id, symbol=order.symbol, side="long" if order.side == "BUY" else "short",
+                account_id=ctx.account_id, symbol=order.symbol, side=side,  # type: ignore[arg-type]
                 leverage=order.leverage or ctx.default_leverage, now=changes.now, opened_by=order.decision_id or "",
             )
+            # the levels the entry asked for belong to the position from its first fill: a restart
+            # before they are placed on the venue knows what to place
+            position = msgspec.structs.replace(position, take_profit=order.take_profit, stop_loss=order.stop_loss,
+                                               external=order.purpose == "external")
         effect = apply_open_fill(position, fill.quantity, fill.price, fill.fee, changes.now)
     else:
         if position is None or not position.is_open:

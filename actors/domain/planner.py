@@ -355,7 +355,7 @@ def execution_order(fill_id: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def settled_result(changes: Changes, order: OrderRecord, fills: list[FillView],
-                   mark_of: Callable[[str], Decimal | None]) -> DecisionResult:
+                   mark_of: Callable[[str], Decimal | None], *, cooldown: bool = True) -> DecisionResult:
     """The result of a decision whose order was in flight (its answer was lost) once the venue
     settled it: rejected with the venue's code, or accepted with the fills it got."""
     assert order.decision_id is not None
@@ -367,7 +367,7 @@ def settled_result(changes: Changes, order: OrderRecord, fills: list[FillView],
         changes.emit(DecisionRejected(decision_id=decision.decision_id, code=rejection.code, message=rejection.message))
         return result(changes, decision, "rejected", mark_of, order=order, rejection=rejection)
     changes.emit(DecisionAccepted(decision_id=decision.decision_id))
-    if fills:
+    if fills and cooldown:
         start_cooldown(changes)
     return result(changes, decision, decision_status(order), mark_of, order=order, fills=fills,
                   position=changes.position(order.symbol))

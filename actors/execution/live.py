@@ -39,8 +39,8 @@ import trio
 
 from ..backoff import Backoff
 from ..domain.execution import (
-    CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueOrderState,
-    VenuePositionState,
+    CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueAccount, VenueIncomeState,
+    VenueOrderState, VenuePositionState, VenueTradeState,
 )
 from ..domain.filters import NOT_SENT_CODE, RATE_BUDGET_CODE, UNKNOWN_ORDER, VenueReject
 from ..messages import AccountCannotStart
@@ -220,11 +220,55 @@ class LiveAdapter:
     async def settle(self, committed: bool) -> None:
         return None  # write-ahead: nothing here is provisional
 
+    @property
+    def horizon(self) -> float:
+        """Seconds after it was sent beyond which an order the venue does not know never arrives."""
+        return self._horizon
+
     def connection(self) -> dict[str, Any]:
         client = self.client
         return {"venue": self.venue, "key_id": client.key_id,
                 "stream_connected": self.stream_connected, "clock_offset_ms": client.clock_offset_ms,
                 "symbols_prepared": dict(self._leverage), "requests": client.stats.snapshot()}
+
+    # ------------------------------------------------------------------------------ reconciliation
+
+    async def venue_account(self) -> VenueAccount:
+        """Positions, open orders (conditional ones included) and the wallet, as the venue has them
+        now. Raises VenueIOError when the venue cannot be asked."""
+        positions = await self.positions()
+        orders = await self.open_orders()
+        balances = await self.client.balances()
+        quote = next((b for b in balances if b.asset == "USDT"), None)
+        return VenueAccount(positions=tuple(positions), open_orders=tuple(orders),
+                            wallet_balance=quote.wallet_balance if quote else None,
+                            available_balance=quote.available_balance if quote else None, at=self._clock())
+
+    async def settle_order(self, symbol: str, client_order_id: str, *, conditional: bool) -> list[Report] | None:
+        """What became of one order, as reports (accepted, fills, how it ended); ``[]`` when the
+        venue does not know it. Raises VenueIOError when the venue cannot be asked."""
+        order = await self.client.query_order(symbol, client_order_id, conditional=conditional and self.client.algo)
+        if order is None:
+            return []
+        if order.is_algo:
+            self._algo_ids[order.venue_order_id] = client_order_id
+        return await self._order_reports(order, client_order_id)
+
+    async def trades(self, symbol: str, since: float) -> list[VenueTradeState]:
+        """The account's trades on ``symbol`` since ``since`` (epoch seconds; the venues keep 7 days)."""
+        start = max(int(since * 1000), int((self._clock() - 6.9 * 86400) * 1000))
+        trades = await self.client.user_trades(symbol, start_ms=start, limit=1000)
+        return [VenueTradeState(fill_id=f"{t.symbol}:{t.id}", venue_order_id=str(t.order_id), symbol=t.symbol,
+                                side=t.side,  # type: ignore[arg-type]
+                                price=t.price, quantity=t.qty, fee=abs(t.commission), fee_asset=t.commission_asset,
+                                liquidity="maker" if t.maker else "taker", realized_pnl=t.realized_pnl, time_ms=t.time)
+                for t in sorted(trades, key=lambda t: t.id)]
+
+    async def income(self, since: float) -> list[VenueIncomeState]:
+        """Income records (realized PnL, commissions, funding...) since ``since`` (epoch seconds)."""
+        records = await self.client.income(start_ms=int(since * 1000), limit=1000)
+        return [VenueIncomeState(kind=i.income_type, symbol=i.symbol or None, amount=i.income, asset=i.asset,
+                                 time_ms=i.time, record_id=i.tran_id) for i in records]
 
     # ------------------------------------------------------------------------------ streams
 
@@ -365,6 +409,15 @@ class LiveAdapter:
             except VenueIOError:
                 trades = []  # the user stream brings them
             reports += _trade_reports(client_order_id, order, trades)
+        if order.is_algo and order.actual_order_id and order.status in ("TRIGGERED", "FINISHED"):
+            # a trigger that fired: the order it placed carries the fills (Binance's Algo Service)
+            self._children[order.actual_order_id] = client_order_id
+            try:
+                trades = await self.client.user_trades(symbol, order_id=order.actual_order_id)
+            except VenueIOError:
+                trades = []  # the user stream or the next reconciliation brings them
+            if trades:
+                reports += _trade_reports(client_order_id, order, trades, final=order.status == "FINISHED")
         status = _order_status(order)
         if status in ("CANCELED", "EXPIRED", "REJECTED"):
             reports.append(ExecutionReport(client_order_id=client_order_id, symbol=symbol, exec_type=status,  # type: ignore[arg-type]
@@ -476,14 +529,18 @@ def _status_of(status: str) -> str:
     return "EXPIRED" if status in ("EXPIRED_IN_MATCH", "NEW_INSURANCE", "NEW_ADL") else status
 
 
-def _trade_reports(client_order_id: str, order: VenueOrder, trades: Sequence[VenueTrade]) -> list[Report]:
+def _trade_reports(client_order_id: str, order: VenueOrder, trades: Sequence[VenueTrade], *,
+                   final: bool = False) -> list[Report]:
+    """``final``: the last trade ends the order (a fired closePosition trigger has no size)."""
     reports: list[Report] = []
     cumulative = Decimal(0)
-    for trade in sorted(trades, key=lambda t: t.id):
+    ordered = sorted(trades, key=lambda t: t.id)
+    for index, trade in enumerate(ordered):
         cumulative += trade.qty
+        done = cumulative >= order.orig_qty > 0 or (final and index == len(ordered) - 1)
         reports.append(ExecutionReport(
             client_order_id=client_order_id, symbol=order.symbol, exec_type="TRADE",
-            status="FILLED" if cumulative >= order.orig_qty else "PARTIALLY_FILLED",
+            status="FILLED" if done else "PARTIALLY_FILLED",
             venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
             order_type=order.orig_type, cumulative_quantity=cumulative,
             fill=TradeFill(fill_id=f"{order.symbol}:{trade.id}", price=trade.price, quantity=trade.qty,

@@ -58,6 +58,7 @@ class ActorView(msgspec.Struct, kw_only=True):
     last_error: str | None
     last_error_at: float | None
     next_restart_at: float | None
+    gate: str | None  # why decisions are refused for now (a live account reconciling with its venue)
     inbox_depth: int
     inbox_capacity: int
     priority_depth: int

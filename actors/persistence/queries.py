@@ -204,6 +204,40 @@ def order_fills(conn: sqlite3.Connection, account_id: str, order_id: str) -> lis
     return [fill_from_row(dict(zip(names, row))) for row in cursor.fetchall()]
 
 
+def symbol_fill_ids(conn: sqlite3.Connection, account_id: str, symbol: str, since: float) -> set[str]:
+    """Ids of the fills recorded on ``symbol`` since ``since`` (a venue trade's fill id is
+    ``<symbol>:<trade id>``): which of the venue's trades the account has applied."""
+    return {fill_id for (fill_id,) in conn.execute(
+        "SELECT id FROM fills WHERE account_id = ? AND symbol = ? AND ts >= ?", (account_id, symbol, since))}
+
+
+def orders_by_venue_id(conn: sqlite3.Connection, account_id: str, venue_order_ids: list[str]) -> list[OrderRecord]:
+    """The account's orders the venue knows by these ids."""
+    if not venue_order_ids:
+        return []
+    marks = ", ".join("?" for _ in venue_order_ids)
+    cursor = conn.execute(f"SELECT {', '.join(_ORDER_COLUMNS)} FROM orders WHERE account_id = ?"
+                          f" AND venue_order_id IN ({marks})", (account_id, *venue_order_ids))
+    return [order_from_row(dict(zip(_ORDER_COLUMNS, row))) for row in cursor.fetchall()]
+
+
+def pending_decision_orders(conn: sqlite3.Connection, account_id: str) -> list[OrderRecord]:
+    """The orders of the account's decisions still answered ``pending`` (their venue answer was
+    lost, or the service stopped before it stored the final result)."""
+    columns = ", ".join(f"o.{c}" for c in _ORDER_COLUMNS)
+    cursor = conn.execute(
+        f"SELECT {columns} FROM orders o JOIN decisions d ON d.account_id = o.account_id"
+        " AND d.decision_id = o.decision_id WHERE o.account_id = ? AND d.status = 'pending'"
+        " AND o.purpose IN ('entry', 'exit')", (account_id,))
+    return [order_from_row(dict(zip(_ORDER_COLUMNS, row))) for row in cursor.fetchall()]
+
+
+def first_order_at(conn: sqlite3.Connection, account_id: str) -> float | None:
+    """When the account sent its first order (where its venue history of interest starts)."""
+    row = conn.execute("SELECT MIN(created_at) FROM orders WHERE account_id = ?", (account_id,)).fetchone()
+    return row[0] if row is not None else None
+
+
 def stored_decision(conn: sqlite3.Connection, account_id: str, decision_id: str) -> tuple[str, bytes] | None:
     row = conn.execute("SELECT fingerprint, result FROM decisions WHERE account_id = ? AND decision_id = ?",
                        (account_id, decision_id)).fetchone()
