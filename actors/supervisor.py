@@ -217,6 +217,11 @@ class Supervisor:
         """The one-for-one restart loop of one account."""
         set_log_context(account_id=slot.account_id, venue=slot.settings.venue)  # on every line of its tasks
         reported = False
+        if slot.settings.mode == "live":
+            # the service does not wait for a venue: a live account reports at once and stays
+            # ``starting`` (its decisions answered 503) until it has reconciled with its venue
+            reported = True
+            task_status.started()
         try:
             while True:
                 slot.status = "starting" if slot.restarts == 0 else "restarting"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -51,24 +52,6 @@ INCOME_PAGES = 20  # reads per pass at most (a long history is caught up over se
 _NEVER_ARRIVED = -2013
 
 
-class VenueView(msgspec.Struct, kw_only=True):
-    """The live account as its venue sees it, for inspection (``GET /v1/accounts/{id}``)."""
-
-    wallet_balance: str | None
-    available_balance: str | None
-    positions: list[dict[str, Any]]
-    external_orders: list[dict[str, Any]]
-    fees: str  # from the venue's income records since the actor started reading them
-    funding: str
-    realized_pnl: str
-    income_since: float
-    reconciled_at: float  # the last pass that completed
-    agreed_at: float | None  # the last pass that found nothing to change
-    passes: int
-    mismatches: int  # differences found since the actor started
-    last_pass_requests: dict[str, int]  # endpoint -> requests made by the last pass
-
-
 class ReconcileState:
     """What the actor keeps between passes."""
 
@@ -80,7 +63,7 @@ class ReconcileState:
         self.passes = 0
         self.mismatches = 0
         self.agreed_at: float | None = None
-        self.view: VenueView | None = None
+        self.view: plan.VenueView | None = None
 
 
 async def reconcile(actor: AccountActor, reason: str) -> int:
@@ -128,7 +111,7 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
     if state.passes % INCOME_EVERY == 0:
         for _ in range(INCOME_PAGES):
             records = await adapter.income(state.income_since)
-            _add_income(state, records)
+            _add_income(state, records, adapter.local_time)
             if len(records) < INCOME_PAGE:
                 break
     await actor.commit(changes)
@@ -219,17 +202,17 @@ async def _close_gap(actor: AccountActor, changes: Changes, gap: plan.PositionGa
     return 1
 
 
-def _add_income(state: ReconcileState, records: list[VenueIncomeState]) -> None:
+def _add_income(state: ReconcileState, records: list[VenueIncomeState], local_time: Callable[[int], float]) -> None:
     for record in records:
         if record.record_id in state.income_seen:
             continue
         state.income_seen.add(record.record_id)
         state.income[record.kind] += record.amount
-        state.income_since = max(state.income_since, record.time_ms / 1000)
+        state.income_since = max(state.income_since, local_time(record.time_ms))
 
 
 def _view(actor: AccountActor, venue: VenueAccount, state: ReconcileState, now: float,
-          requests: dict[str, int]) -> VenueView:
+          requests: dict[str, int]) -> plan.VenueView:
     mark_of = marks_of(actor.ctx.market)
     positions = []
     for p in venue.positions:
@@ -239,7 +222,7 @@ def _view(actor: AccountActor, venue: VenueAccount, state: ReconcileState, now: 
                           "entry_price": fmt(p.entry_price), "mark_price": fmt(mark),
                           "unrealized_pnl": fmt(unrealized), "leverage": p.leverage,
                           "liquidation_price": fmt(p.liquidation_price)})
-    return VenueView(
+    return plan.VenueView(
         wallet_balance=fmt(venue.wallet_balance), available_balance=fmt(venue.available_balance),
         positions=positions, external_orders=list(state.external.values()),
         fees=fmt(-state.income.get("COMMISSION", Decimal(0))) or "0",

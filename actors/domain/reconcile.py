@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import msgspec
+
 from .book import Changes
 from .events import ReconciliationMismatch
 from .execution import ExecutionReport, TradeFill, VenueAccount, VenueOrderState, VenuePositionState, VenueTradeState
@@ -32,6 +34,24 @@ from .positions import Position
 #: an order the venue does not list as open is asked about only once its answer had this long to
 #: arrive (an order sent a moment ago may not be listed yet)
 SETTLE_AFTER_SECONDS = 2.0
+
+
+class VenueView(msgspec.Struct, kw_only=True):
+    """The live account as its venue sees it, for inspection (``GET /v1/accounts/{id}``)."""
+
+    wallet_balance: str | None
+    available_balance: str | None
+    positions: list[dict[str, Any]]
+    external_orders: list[dict[str, Any]]
+    fees: str  # from the venue's income records since the actor started reading them
+    funding: str
+    realized_pnl: str
+    income_since: float
+    reconciled_at: float  # the last pass that completed
+    agreed_at: float | None  # the last pass that found nothing to change
+    passes: int
+    mismatches: int  # differences found since the actor started
+    last_pass_requests: dict[str, int]  # endpoint -> requests made by the last pass
 
 
 class OrderCheck(NamedTuple):

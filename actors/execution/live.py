@@ -256,7 +256,7 @@ class LiveAdapter:
 
     async def trades(self, symbol: str, since: float) -> list[VenueTradeState]:
         """The account's trades on ``symbol`` since ``since`` (epoch seconds; the venues keep 7 days)."""
-        start = max(int(since * 1000), int((self._clock() - 6.9 * 86400) * 1000))
+        start = self._venue_ms(max(since, self._clock() - 6.9 * 86400))
         trades = await self.client.user_trades(symbol, start_ms=start, limit=1000)
         return [VenueTradeState(fill_id=f"{t.symbol}:{t.id}", venue_order_id=str(t.order_id), symbol=t.symbol,
                                 side=t.side,  # type: ignore[arg-type]
@@ -264,9 +264,17 @@ class LiveAdapter:
                                 liquidity="maker" if t.maker else "taker", realized_pnl=t.realized_pnl, time_ms=t.time)
                 for t in sorted(trades, key=lambda t: t.id)]
 
+    def _venue_ms(self, at: float) -> int:
+        """A time of this clock (epoch seconds) on the venue's clock (epoch milliseconds)."""
+        return int(at * 1000 + (self.client.clock_offset_ms or 0))
+
+    def local_time(self, venue_ms: int) -> float:
+        """A time of the venue's clock (epoch milliseconds) on this clock (epoch seconds)."""
+        return (venue_ms - (self.client.clock_offset_ms or 0)) / 1000
+
     async def income(self, since: float) -> list[VenueIncomeState]:
         """Income records (realized PnL, commissions, funding...) since ``since`` (epoch seconds)."""
-        records = await self.client.income(start_ms=int(since * 1000), limit=1000)
+        records = await self.client.income(start_ms=self._venue_ms(since), limit=1000)
         return [VenueIncomeState(kind=i.income_type, symbol=i.symbol or None, amount=i.income, asset=i.asset,
                                  time_ms=i.time, record_id=i.tran_id) for i in records]
 

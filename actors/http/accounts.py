@@ -139,6 +139,9 @@ def accounts_blueprint(service: Any) -> Blueprint:
             body.update(inspection(snap, service.markets[slot.settings.venue]))
         if slot.actor is not None and not slot.actor.adapter.is_paper:
             body["venue_connection"] = slot.actor.adapter.connection()
+            reconciliation = slot.actor.reconciliation
+            if reconciliation is not None and reconciliation.view is not None:
+                body["venue"] = reconciliation.view
         return json_response(body)
 
     def inspection(snap: AccountSnapshot, market: Any) -> dict[str, Any]:

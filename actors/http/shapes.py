@@ -15,6 +15,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ..domain.performance import Performance
+from ..domain.reconcile import VenueView
 from ..domain.risk import GlobalLimits, RiskLimits
 from ..domain.views import ErrorView, FillView, OrderView, PositionView
 
@@ -116,6 +117,7 @@ class Inspection(msgspec.Struct, kw_only=True):
     market_data: FeedView | None = None
     risk_usage: RiskUsage | None = None
     venue_connection: VenueConnection | None = None  # live accounts
+    venue: VenueView | None = None  # live accounts: the venue's side, as the last reconciliation saw it
 
 
 class VenueConnection(msgspec.Struct, kw_only=True):

@@ -142,6 +142,10 @@ class TradingFacade:
             kind, n, path=path, method=method, placed=placed, status=status, retry_after=retry_after, msg=msg
         )
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued by :meth:`fault_next`."""
+        self._write_faults.queue.clear()
+
     # -- behind the client's back --------------------------------------------------------------
 
     def trade_externally(self, account: AccountRef, symbol: str, side: Side, quantity: Decimal | str) -> Order:

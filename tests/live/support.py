@@ -60,11 +60,15 @@ def market(fake: FakeExchange, mark: str = "60000") -> None:
 
 
 @asynccontextmanager
-async def live_service(tmp_path: Path, fake: FakeExchange, accounts: str, **kw: Any
+async def live_service(tmp_path: Path, fake: FakeExchange, accounts: str, *, settled: bool = True, **kw: Any
                        ) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
+    """``settled``: wait until every account is past ``starting`` (a live account has reconciled
+    with the venue, or failed)."""
     settings = parse_settings(live_settings(fake, tmp_path / "live.sqlite3", accounts, **kw), env={})
     async with trio.open_nursery() as nursery:
         service: Service = await nursery.start(run_service, settings)
+        if settled:
+            await wait_until(lambda: all(s.status != "starting" for s in service.supervisor.slots.values()))
         try:
             async with httpx.AsyncClient(base_url=service.url, timeout=20) as client:
                 yield service, client
