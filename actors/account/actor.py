@@ -150,8 +150,8 @@ class AccountActor:
         return bool(book.positions or book.orders or book.trading_state != "active" or self.reconciliation)
 
     async def _reconcile(self, reason: str) -> bool:
-        """One reconciliation pass; while passes fail, decisions are refused (the gate)."""
-        self.ctx.gate(f"reconciling with the venue ({reason})")
+        """One reconciliation pass (decisions queue behind it, as behind any message); while
+        passes fail, decisions are refused (the gate)."""
         try:
             await reconcile.reconcile(self, reason)
         except VenueIOError as exc:
@@ -168,6 +168,10 @@ class AccountActor:
             return False
         self._reconcile_failures = 0
         self._reconcile_due = trio.current_time() + self.ctx.reconcile_interval_seconds
+        assert self.reconciliation is not None
+        if self.reconciliation.ask_again_at is not None:  # an order in flight the venue cannot tell yet
+            self._reconcile_due = min(self._reconcile_due, trio.current_time() + max(
+                0.05, self.reconciliation.ask_again_at - self.now()))
         if getattr(self.adapter, "gap", False):
             self.adapter.gap = False  # type: ignore[attr-defined]
         self.ctx.gate(None)

@@ -64,6 +64,8 @@ class ReconcileState:
         self.mismatches = 0
         self.agreed_at: float | None = None
         self.view: plan.VenueView | None = None
+        #: an order in flight whose outcome the venue cannot tell yet: when to ask again (epoch)
+        self.ask_again_at: float | None = None
 
 
 async def reconcile(actor: AccountActor, reason: str) -> int:
@@ -74,7 +76,11 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
     before_requests = Counter(adapter.client.stats.requests)
     changes = actor.changes()
     venue = await adapter.venue_account()
+    state.ask_again_at = None
     found = 0
+    for order in changes.open_orders():  # too recent to be listed yet: the next pass asks
+        if order.status == "PENDING_NEW" and (order.sent_at or 0) + plan.SETTLE_AFTER_SECONDS > venue.at:
+            _ask_again(state, (order.sent_at or 0) + plan.SETTLE_AFTER_SECONDS)
 
     # 1-2. orders open here
     check = plan.check_orders(changes, venue, state.external)
@@ -138,7 +144,10 @@ async def _settle(actor: AccountActor, changes: Changes, order: OrderRecord, ven
     if not reports:  # the venue does not know it
         if order.status == "PENDING_NEW":
             if (order.sent_at or 0) + adapter.horizon > venue.at:
-                return 0  # it may still arrive: the next pass asks again
+                # it may still arrive: asked again once it no longer can (a protective order is
+                # not placed twice; the position waits that long at most)
+                _ask_again(actor.reconciliation, (order.sent_at or 0) + adapter.horizon)
+                return 0
             reports = [ExecutionReport(client_order_id=order.client_order_id, symbol=order.symbol,
                                        exec_type="REJECTED", status="REJECTED", reject=VenueReject(
                                            _NEVER_ARRIVED, "the venue never received the order"))]
@@ -200,6 +209,10 @@ async def _close_gap(actor: AccountActor, changes: Changes, gap: plan.PositionGa
     plan.mismatch(changes, gap.kind, symbol, detail, plan.position_brief(gap.local),
                   plan.position_brief(changes.open_position(symbol)))
     return 1
+
+
+def _ask_again(state: ReconcileState, at: float) -> None:
+    state.ask_again_at = at if state.ask_again_at is None else min(state.ask_again_at, at)
 
 
 def _add_income(state: ReconcileState, records: list[VenueIncomeState], local_time: Callable[[int], float]) -> None:

@@ -37,6 +37,7 @@ import msgspec
 import tenacity
 import trio
 
+from .. import kill_points
 from ..backoff import Backoff
 from ..domain.execution import (
     CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueAccount, VenueIncomeState,
@@ -134,6 +135,7 @@ class LiveAdapter:
         except VenueIOError as exc:  # the venue cannot be reached: nothing was sent
             return [_refused(intent, exc)]
         request = _request(intent)
+        kill_points.reached(f"before:{intent.purpose}")
         if intent.close_position or intent.reduce_only:
             return await self._send_reducing(intent, request)
         sent_at = self._clock()
@@ -143,6 +145,7 @@ class LiveAdapter:
             return self._unknown(intent, sent_at, exc)
         except VenueIOError as exc:  # a refusal, a rate limit, a ban, never sent: not placed
             return [_refused(intent, exc)]
+        kill_points.reached(f"sent:{intent.purpose}")
         return await self._reports_of(intent, order)
 
     async def cancel(self, intent: CancelIntent) -> Sequence[Report]:
@@ -335,6 +338,7 @@ class LiveAdapter:
                 if not intent.close_position:
                     return self._unknown(intent, sent_at, exc)
                 raise _SendAgain(exc) from None
+            kill_points.reached(f"sent:{intent.purpose}")
             return await self._reports_of(intent, order)
 
         try:

@@ -156,7 +156,10 @@ class MarketWebsockets:
         for event in ws.events():  # anything that arrived with the upgrade request
             await self._on_ws_event(session, event, parts)
         while True:
-            data = await session.stream.receive_some(65_536)
+            try:
+                data = await session.stream.receive_some(65_536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the client's process died (a connection reset): its session ends
             ws.receive_data(data or None)
             for event in ws.events():
                 if not await self._on_ws_event(session, event, parts):

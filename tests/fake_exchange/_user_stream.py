@@ -211,7 +211,10 @@ class UserStreams:
                     if ws.state is wsproto.ConnectionState.REMOTE_CLOSING:
                         await session.send_bytes(ws.send(event.response()))
                     return
-            data = await session.stream.receive_some(65_536)
+            try:
+                data = await session.stream.receive_some(65_536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the client's process died (a connection reset): its session ends
             ws.receive_data(bytes(data) if data else None)
             if not data:
                 for _event in ws.events():
