@@ -77,8 +77,9 @@ class AccountActor:
         #: orders whose decision was answered ``pending`` (the venue's answer was lost): their
         #: decision's stored result is settled when the venue has decided them
         #: live accounts: what reconciliation keeps between passes (None: a paper account)
-        self.reconciliation = None if adapter.is_paper else reconcile.ReconcileState(income_since=self.now())
-        self._reconcile_due = math.inf if adapter.is_paper else 0.0  # trio time of the next pass
+        reconcilable = getattr(adapter, "reconcilable", False)
+        self.reconciliation = reconcile.ReconcileState(income_since=self.now()) if reconcilable else None
+        self._reconcile_due = 0.0 if reconcilable else math.inf  # trio time of the next pass
         self._reconcile_failures = 0
         self.pending_orders: set[str] = set()  # loaded by :meth:`_settle_pending_decisions`
 

@@ -99,6 +99,8 @@ class ReconcileRequested:
 class LiveAdapter:
     is_paper = False
     write_ahead = True
+    #: the account reconciles with this venue (:mod:`actors.account.reconcile`)
+    reconcilable = True
 
     def __init__(self, account_id: str, client: TradingClient, *, venue: str, clock: Callable[[], float],
                  post: Callable[[Any], bool], nursery: trio.Nursery, settle_margin_seconds: float = 2.0,

@@ -141,7 +141,7 @@ def accounts_blueprint(service: Any) -> Blueprint:
             body["venue_connection"] = slot.actor.adapter.connection()
             reconciliation = slot.actor.reconciliation
             if reconciliation is not None and reconciliation.view is not None:
-                body["venue"] = reconciliation.view
+                body["venue_account"] = reconciliation.view
         return json_response(body)
 
     def inspection(snap: AccountSnapshot, market: Any) -> dict[str, Any]:

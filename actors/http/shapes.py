@@ -117,7 +117,7 @@ class Inspection(msgspec.Struct, kw_only=True):
     market_data: FeedView | None = None
     risk_usage: RiskUsage | None = None
     venue_connection: VenueConnection | None = None  # live accounts
-    venue: VenueView | None = None  # live accounts: the venue's side, as the last reconciliation saw it
+    venue_account: VenueView | None = None  # live accounts: the venue's side, as the last reconciliation saw it
 
 
 class VenueConnection(msgspec.Struct, kw_only=True):

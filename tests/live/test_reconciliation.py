@@ -57,7 +57,7 @@ async def test_a_position_opened_outside_the_service_is_adopted_at_start_and_lef
                 assert adopted["before"] is None and adopted["after"]["quantity"] == "0.03"
                 # the next pass finds nothing more
                 inspected = (await client.get("/v1/accounts/rc-1")).json()
-                assert inspected["venue"]["positions"][0]["quantity"] == "0.03"
+                assert inspected["venue_account"]["positions"][0]["quantity"] == "0.03"
 
 
 @pytest.mark.parametrize("flavour", ["binance", "aster"])
@@ -136,7 +136,7 @@ async def test_an_order_placed_outside_the_service_is_listed_and_left_alone(tmp_
                     await app.aclose()
                 await wait_until(lambda: bool(mismatches(service, "order.external")))
                 inspected = (await client.get("/v1/accounts/rc-5")).json()
-                assert [o["client_order_id"] for o in inspected["venue"]["external_orders"]] == ["web_manual1"]
+                assert [o["client_order_id"] for o in inspected["venue_account"]["external_orders"]] == ["web_manual1"]
                 assert [o.client_id for o in fake.open_orders("rc-5")] == ["web_manual1"]  # left alone
                 assert len(mismatches(service, "order.external")) == 1  # raised once, not every pass
 
@@ -209,7 +209,7 @@ async def test_inspection_shows_the_venues_balance_and_income(tmp_path: Path) ->
                 slot = service.supervisor.slot("rc-9")
                 passes = slot.actor.reconciliation.passes  # type: ignore[union-attr]
                 await wait_until(lambda: slot.actor.reconciliation.passes >= passes + 6)  # type: ignore[union-attr]
-                venue = (await client.get("/v1/accounts/rc-9")).json()["venue"]
+                venue = (await client.get("/v1/accounts/rc-9")).json()["venue_account"]
                 account = fake.account("rc-9")
                 assert D(venue["wallet_balance"]) == account.wallet
                 fees = sum((t.commission for t in fake.trades("rc-9")), D(0))
