@@ -159,9 +159,14 @@ class AccountActor:
             self._reconcile_failures += 1
             delay = reconcile.next_delay(self._reconcile_failures)
             self._reconcile_due = trio.current_time() + delay
-            self.ctx.gate(f"reconciling with the venue ({reason}): cannot ask it: {exc}")
-            log.error("account %s: reconciliation (%s) failed (attempt %d): %s; decisions refused, next try in "
-                      "%.1f s", self.account_id, reason, self._reconcile_failures, exc, delay)
+            # a periodic pass is a safety net while the user stream follows the venue: its failure
+            # gates decisions only once the stream is down too (or at start, after a reconnect)
+            gated = reason != "periodic" or not getattr(self.adapter, "stream_connected", False)
+            if gated:
+                self.ctx.gate(f"reconciling with the venue ({reason}): cannot ask it: {exc}")
+            log.error("account %s: reconciliation (%s) failed (attempt %d): %s; %s, next try in %.1f s",
+                      self.account_id, reason, self._reconcile_failures, exc,
+                      "decisions refused" if gated else "the user stream still follows the venue", delay)
             if self._reconcile_failures in (1, 10, 100):  # alert, without flooding the event stream
                 changes = self.changes()
                 changes.emit(ReconciliationFailed(reason=reason, error=str(exc), attempts=self._reconcile_failures))
@@ -279,7 +284,7 @@ class AccountActor:
             order = execution.order
             if order.id in self.pending_orders and order.decision_id != self.deciding and _decided(order):
                 self.pending_orders.discard(order.id)
-                await self._settle_decision(changes, order)
+                await self.settle_decision(changes, order)
         return batch
 
     async def _settle_pending_decisions(self) -> None:
@@ -293,12 +298,12 @@ class AccountActor:
         for order in orders:
             order = self.book.orders.get(order.id, order)
             if _decided(order):
-                await self._settle_decision(changes, order, cooldown=False)
+                await self.settle_decision(changes, order, cooldown=False)
             else:
                 self.pending_orders.add(order.id)
         await self.commit(changes)
 
-    async def _settle_decision(self, changes: Changes, order: OrderRecord, *, cooldown: bool = True) -> None:
+    async def settle_decision(self, changes: Changes, order: OrderRecord, *, cooldown: bool = True) -> None:
         """A decision answered ``pending`` (its order's answer was lost): now the venue has
         decided the order, its stored result becomes the truth (``GET .../decisions/{id}``)."""
         committed = await self.ctx.persistence.call(order_fills, self.account_id, order.id)
@@ -355,6 +360,10 @@ class AccountActor:
                         await self.checkpoint(changes)
         finally:
             del self._tracked[order.id]
+        if not _answered(execution):
+            log.warning("account %s: no complete answer for %s %s within the wait: %s, filled %s of the venue's %s",
+                        self.account_id, order.purpose, order.client_order_id, execution.order.status,
+                        execution.order.filled_quantity, execution.order.venue_filled)
         await self.checkpoint(changes)
         return execution
 
@@ -364,16 +373,21 @@ class AccountActor:
         reports = await self.adapter.cancel(intent)
         refusals = [r.reject for r in reports if r.exec_type == "REJECTED" and r.reject is not None]
         if reports and len(refusals) == len(reports):
-            if refusals[0].code != UNKNOWN_ORDER:
+            order = changes.order(intent.order_id)
+            if refusals[0].code != UNKNOWN_ORDER or (order is not None and order.status == "PENDING_NEW"):
+                # refused, or an order in flight the venue does not know yet: it may still arrive
                 log.warning("account %s: cancel of %s refused: %s %s", self.account_id, intent.order_id,
                             refusals[0].code, refusals[0].msg)
                 return refusals[0]
             # the venue no longer has it: a protective order of a closed position, or a working
             # order the venue swept; nothing is left to cancel
-            order = changes.order(intent.order_id)
             if order is not None and order.is_open:
-                changes.put_order(msgspec.structs.replace(order, status="CANCELED", updated_at=changes.now))
+                cancelled = msgspec.structs.replace(order, status="CANCELED", updated_at=changes.now)
+                changes.put_order(cancelled)
                 changes.emit(OrderCanceled(order_id=order.id, reason=intent.reason))
+                if cancelled.id in self.pending_orders and cancelled.decision_id != self.deciding:
+                    self.pending_orders.discard(cancelled.id)
+                    await self.settle_decision(changes, cancelled)
             return None
         await self.apply(changes, reports)
         return None
@@ -408,24 +422,46 @@ class AccountActor:
             cancelled: list[str] = []
             closed: list[dict[str, Any]] = []
             failed: list[dict[str, Any]] = []
-            for order in list(self.book.orders.values()):
-                refusal = await self.cancel(changes, planner.cancel_of(order, reason))
-                if refusal is None:
-                    cancelled.append(order.id)
-                else:
-                    failed.append({"order_id": order.id, "reason": f"cancel refused: {refusal.code} {refusal.msg}"})
-            for symbol, position in list(self.book.positions.items()):
+            if self.reconciliation is not None:  # orders in flight: what became of them, first
+                for order in [o for o in self.book.orders.values() if o.status == "PENDING_NEW"]:
+                    try:
+                        await reconcile.settle(self, changes, order, self.now())
+                    except VenueIOError as exc:
+                        log.warning("account %s: close-all cannot ask about %s: %s", self.account_id, order.id, exc)
+            async def cancel_all(orders: list[OrderRecord]) -> None:
+                for order in orders:
+                    if order.status == "PENDING_NEW":  # not known to the venue (yet): nothing to cancel
+                        failed.append({"order_id": order.id, "reason": "in flight: the venue's answer is awaited"})
+                        continue
+                    refusal = await self.cancel(changes, planner.cancel_of(order, reason))
+                    if refusal is None:
+                        cancelled.append(order.id)
+                    else:
+                        failed.append({"order_id": order.id,
+                                       "reason": f"cancel refused: {refusal.code} {refusal.msg}"})
+
+            # working orders first; a position keeps its stop-loss and take-profit until it is closed
+            # (they go with it), so a close the venue does not fill never leaves it naked
+            await cancel_all([o for o in changes.open_orders() if not o.is_protective])
+            for position in changes.open_positions():
+                symbol = position.symbol
+                protective = [o.id for o in changes.protective_orders(position.id)]
                 execution = await self.flatten(changes, position, purpose="close_all",
                                                order_id=f"{position.id}:close_all:{changes.now:.6f}")
+                cancelled.extend(i for i in protective if (o := changes.order(i)) is None or not o.is_open)
                 if execution is None or not execution.fills:
                     reason_text = "no market data" if self.ctx.market.quote(symbol) is None else (
                         execution.rejected.msg if execution is not None and execution.rejected else "not filled")
-                    failed.append({"symbol": symbol, "reason": reason_text})
+                    failed.append({"symbol": symbol, "reason": f"{reason_text}; its stop-loss and take-profit "
+                                   "stay in force"})
                     continue
                 after = execution.position
                 closed.append({"symbol": symbol, "position_id": position.id, "quantity": fmt(execution.filled),
                                "avg_price": fmt(execution.avg_price),
                                "remaining": fmt(after.quantity if after is not None else position.quantity)})
+            # protective orders left over from positions already closed
+            open_ids = {p.id for p in changes.open_positions()}
+            await cancel_all([o for o in changes.open_orders() if o.is_protective and o.position_id not in open_ids])
             changes.emit(CloseAllDone(reason=reason, cancelled=cancelled, closed=closed))
             await self.commit(changes)
             return {"account_id": self.account_id, "cancelled_orders": cancelled, "closed_positions": closed,

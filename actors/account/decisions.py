@@ -91,6 +91,15 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
         return await _stored(actor, msg)
     if work.cancelled_caught:  # by an emergency close-all
         if write_ahead:  # the intent is durable and may have reached the venue: it stays pending
+            order = actor.book.orders.get(planned.order.id)  # committed: still open, or settled since
+            if order is not None:
+                actor.pending_orders.add(order.id)  # settled with its order (close-all asks the venue)
+            else:
+                done = actor.book.order_by_client(planned.order.client_order_id)
+                if done is not None:  # the venue decided it before the cancel: its result now
+                    settled = actor.changes()
+                    await actor.settle_decision(settled, done)
+                    await actor.commit(settled)
             return await _stored(actor, msg)
         await actor.adapter.settle(committed=False)
         changes = actor.changes()
@@ -105,8 +114,8 @@ async def _execute(actor: AccountActor, changes: Changes, decision: Decision, ve
     write_ahead = actor.adapter.write_ahead
     execution = await actor.send(changes, planned)
     order = execution.order
-    if order.status == "REJECTED":
-        rejection = planner.venue_rejection(order)
+    rejection = planner.venue_rejection(order) if order.status == "REJECTED" else planner.unfilled(order)
+    if rejection is not None:
         if write_ahead:  # the gate's audit row went with the intent
             changes.emit(DecisionRejected(decision_id=decision.decision_id, code=rejection.code,
                                                   message=rejection.message))

@@ -16,9 +16,11 @@ overflowed. One pass (:func:`reconcile`):
 5. places again a stop-loss or take-profit the service set and the venue no longer works;
 6. reads the venue's income records (fees, funding, realized PnL) for the live PnL view.
 
-Each difference is a ``reconciliation.mismatch`` event with before and after. A pass that finds
-nothing makes four reads (positions, open orders, open conditional orders, balance) plus, every
-``INCOME_EVERY`` passes, the income records.
+Each difference is a ``reconciliation.mismatch`` event with before and after. A periodic pass that
+finds nothing costs the positions (weight 5) and the open orders of the symbols the account deals
+in (1 each, 2 with Binance's algo orders); every ``INCOME_EVERY`` passes the wallet and the income
+records too (35), on the first periodic pass and every ``FULL_SWEEP_EVERY`` passes after it every
+symbol's open orders (80).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("actors.account.reconcile")
 
-INCOME_EVERY = 5  # passes between two reads of the income records (weight 30 on Binance)
+INCOME_EVERY = 5  # passes between two reads of the income records and the wallet (weight 30 + 5)
+FULL_SWEEP_EVERY = 10  # periodic passes between two listings of every symbol's open orders (weight 80)
 INCOME_PAGE = 1000  # records per read (the venues' maximum)
 INCOME_PAGES = 20  # reads per pass at most (a long history is caught up over several passes)
 _NEVER_ARRIVED = -2013
@@ -75,7 +78,12 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
     state = actor.reconciliation
     before_requests = Counter(adapter.client.stats.requests)
     changes = actor.changes()
-    venue = await adapter.venue_account()
+    # the open orders of the symbols the account deals in (weight ~5 + 2 per symbol), and of every
+    # symbol (weight 80: orders placed outside the service anywhere) on the first periodic pass
+    # and every FULL_SWEEP_EVERY passes after: a start after a crash stays cheap and quick
+    full = state.passes % FULL_SWEEP_EVERY == 1
+    venue = await adapter.venue_account(None if full else plan.symbols_of_interest(changes),
+                                        wallet=state.passes % INCOME_EVERY == 1)
     state.ask_again_at = None
     found = 0
     for order in changes.open_orders():  # too recent to be listed yet: the next pass asks
@@ -85,7 +93,7 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
     # 1-2. orders open here
     check = plan.check_orders(changes, venue, state.external)
     for order in check.settle:
-        found += await _settle(actor, changes, order, venue)
+        found += await settle(actor, changes, order, venue.at)
     # 3. orders working there that nobody here sent
     listed = {o.client_order_id: plan.order_brief(o) for o in check.external}
     for client_id, brief in listed.items():
@@ -93,7 +101,11 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
             found += 1
             plan.mismatch(changes, "order.external", brief["symbol"],
                           "an order working on the venue that the service did not send: left alone", None, brief)
-    state.external = listed
+    if venue.order_symbols is None:
+        state.external = listed
+    else:  # only the symbols listed this time are known to be as they are
+        state.external = {cid: o for cid, o in state.external.items() if o["symbol"] not in venue.order_symbols}
+        state.external.update(listed)
     await actor.checkpoint(changes)
 
     # 4. positions
@@ -114,7 +126,7 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
         await actor.protect(changes, position, take_profit, stop_loss, decision_id=None)
 
     # 6. income
-    if state.passes % INCOME_EVERY == 0:
+    if state.passes % INCOME_EVERY == 1:  # from the first periodic pass on, not at start
         for _ in range(INCOME_PAGES):
             records = await adapter.income(state.income_since)
             _add_income(state, records, adapter.local_time)
@@ -136,14 +148,16 @@ async def reconcile(actor: AccountActor, reason: str) -> int:
     return found
 
 
-async def _settle(actor: AccountActor, changes: Changes, order: OrderRecord, venue: VenueAccount) -> int:
+async def settle(actor: AccountActor, changes: Changes, order: OrderRecord, at: float) -> int:
+    """Ask the venue what became of ``order`` (as of ``at``, epoch) and apply it; 1 when that
+    changed what the account knew. Raises VenueIOError when the venue cannot be asked."""
     adapter: LiveAdapter = actor.adapter  # type: ignore[assignment]
     reports = await adapter.settle_order(order.symbol, order.client_order_id, conditional=order.is_conditional)
     assert reports is not None
     before = plan.order_brief(order)
     if not reports:  # the venue does not know it
         if order.status == "PENDING_NEW":
-            if (order.sent_at or 0) + adapter.horizon > venue.at:
+            if (order.sent_at or 0) + adapter.horizon > at:
                 # it may still arrive: asked again once it no longer can (a protective order is
                 # not placed twice; the position waits that long at most)
                 _ask_again(actor.reconciliation, (order.sent_at or 0) + adapter.horizon)
@@ -235,8 +249,10 @@ def _view(actor: AccountActor, venue: VenueAccount, state: ReconcileState, now: 
                           "entry_price": fmt(p.entry_price), "mark_price": fmt(mark),
                           "unrealized_pnl": fmt(unrealized), "leverage": p.leverage,
                           "liquidation_price": fmt(p.liquidation_price)})
+    wallet = (fmt(venue.wallet_balance), fmt(venue.available_balance)) if venue.wallet_balance is not None else (
+        (state.view.wallet_balance, state.view.available_balance) if state.view is not None else (None, None))
     return plan.VenueView(
-        wallet_balance=fmt(venue.wallet_balance), available_balance=fmt(venue.available_balance),
+        wallet_balance=wallet[0], available_balance=wallet[1],
         positions=positions, external_orders=list(state.external.values()),
         fees=fmt(-state.income.get("COMMISSION", Decimal(0))) or "0",
         funding=fmt(state.income.get("FUNDING_FEE", Decimal(0))) or "0",

@@ -177,10 +177,13 @@ class VenueIncomeState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VenueAccount(msgspec.Struct, frozen=True, kw_only=True):
-    """What the venue holds for the account at one moment (``at``, epoch seconds)."""
+    """What the venue holds for the account at one moment (``at``, epoch seconds); the wallet is
+    None when it was not asked."""
 
     positions: tuple[VenuePositionState, ...]
     open_orders: tuple[VenueOrderState, ...]
+    #: the symbols whose open orders were listed (None: every symbol)
+    order_symbols: tuple[str, ...] | None
     wallet_balance: Decimal | None
     available_balance: Decimal | None
     at: float

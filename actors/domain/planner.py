@@ -242,6 +242,8 @@ def decision_status(order: OrderRecord) -> str:
     expired the rest) or still pending; a limit order rests until it fills."""
     if order.status == "PENDING_NEW":
         return "pending"
+    if order.type == "MARKET" and order.status in ("FILLED", "EXPIRED", "CANCELED") and not order.settled:
+        return "pending"  # done on the venue, but fills it counted are still on their way
     if order.type == "LIMIT":
         if order.remaining == 0:
             return "filled"
@@ -303,6 +305,17 @@ def reject(changes: Changes, decision: Decision, rejection: Rejection, checks: I
 RATE_LIMIT_CODES = ("-1003", "-1015")
 
 
+def unfilled(order: OrderRecord) -> Rejection | None:
+    """A market order the venue ended without a single fill (expired: no liquidity within its
+    price protection, nothing left to reduce; or cancelled): the decision was not executed."""
+    if order.type != "MARKET" or order.status not in ("EXPIRED", "CANCELED") or order.filled_quantity > 0 \
+            or order.venue_filled > 0:
+        return None
+    return Rejection(code="NOT_FILLED", message=f"the venue ended the market order without a fill "
+                     f"({order.status.lower()}{': ' + order.reject_message if order.reject_message else ''})",
+                     details={"venue_status": order.status, "quantity": fmt(order.quantity) or "0"})
+
+
 def venue_rejection(order: OrderRecord) -> Rejection:
     """Why the venue (or the way to it) refused an order. A refusal made here, before sending
     (the rate budget, a venue that cannot be reached), names no venue code: ``sent`` is false."""
@@ -362,8 +375,8 @@ def settled_result(changes: Changes, order: OrderRecord, fills: list[FillView],
     opening = order.purpose == "entry"
     decision = Decision(decision_id=order.decision_id, symbol=order.symbol, action="open" if opening else "close",
                         side=("long" if order.side == "BUY" else "short") if opening else None)
-    if order.status == "REJECTED":
-        rejection = venue_rejection(order)
+    rejection = venue_rejection(order) if order.status == "REJECTED" else unfilled(order)
+    if rejection is not None:
         changes.emit(DecisionRejected(decision_id=decision.decision_id, code=rejection.code, message=rejection.message))
         return result(changes, decision, "rejected", mark_of, order=order, rejection=rejection)
     changes.emit(DecisionAccepted(decision_id=decision.decision_id))

@@ -76,10 +76,12 @@ class PositionGap(NamedTuple):
 
 
 def check_orders(changes: Changes, venue: VenueAccount, known_client_ids: Iterable[str] = ()) -> OrderCheck:
-    """Open orders here against open orders there."""
+    """Open orders here against open orders there (of the symbols listed)."""
     working = {o.client_order_id: o for o in venue.open_orders}
     settle = []
     for order in changes.open_orders():
+        if venue.order_symbols is not None and order.symbol not in venue.order_symbols:
+            continue  # not listed this time
         seen = working.get(order.client_order_id)
         if seen is None:
             if order.status != "PENDING_NEW" or (order.sent_at or 0) + SETTLE_AFTER_SECONDS <= venue.at:
@@ -260,3 +262,10 @@ def order_brief(order: OrderRecord | VenueOrderState) -> dict[str, Any]:
             "type": order.order_type,
             "side": order.side, "quantity": fmt(order.quantity), "price": fmt(order.price),
             "trigger_price": fmt(order.trigger_price)}
+
+
+def symbols_of_interest(changes: Changes, venue_positions: Iterable[VenuePositionState] = ()) -> set[str]:
+    """The symbols a cheap pass lists open orders for: where the account holds a position or an
+    order, here or on the venue."""
+    symbols = {p.symbol for p in changes.open_positions()} | {o.symbol for o in changes.open_orders()}
+    return symbols | {p.symbol for p in venue_positions if p.quantity > 0}

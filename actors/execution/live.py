@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -136,7 +136,10 @@ class LiveAdapter:
             return [_refused(intent, exc)]
         except VenueIOError as exc:  # the venue cannot be reached: nothing was sent
             return [_refused(intent, exc)]
-        request = _request(intent)
+        try:
+            request = _request(intent)
+        except ValueError as exc:  # the venue would refuse it: never sent
+            return [_report(intent, "REJECTED", "REJECTED", reject=_invalid(intent, exc))]
         kill_points.reached(f"before:{intent.purpose}")
         if intent.close_position or intent.reduce_only:
             return await self._send_reducing(intent, request)
@@ -238,14 +241,28 @@ class LiveAdapter:
 
     # ------------------------------------------------------------------------------ reconciliation
 
-    async def venue_account(self) -> VenueAccount:
-        """Positions, open orders (conditional ones included) and the wallet, as the venue has them
-        now. Raises VenueIOError when the venue cannot be asked."""
+    async def venue_account(self, symbols: Iterable[str] | None = None, *, wallet: bool = True) -> VenueAccount:
+        """Positions, open orders (conditional ones included) and, with ``wallet``, the wallet, as
+        the venue has them now. Open orders of ``symbols`` only (weight 1 each, 2 with Binance's
+        algo orders) or of every symbol (``None``: weight 40, 80 with the algo orders).
+
+        Raises VenueIOError when the venue cannot be asked."""
         positions = await self.positions()
-        orders = await self.open_orders()
-        balances = await self.client.balances()
-        quote = next((b for b in balances if b.asset == "USDT"), None)
-        return VenueAccount(positions=tuple(positions), open_orders=tuple(orders),
+        if symbols is None:
+            orders = list(await self.open_orders())
+            covered = None
+        else:
+            covered = tuple(sorted(set(symbols)))
+            orders = []
+            for symbol in covered:
+                found = await self.client.open_orders(symbol)
+                if self.client.algo:
+                    found += await self.client.open_conditional_orders(symbol)
+                orders += [_state(o) for o in found]
+        quote = None
+        if wallet:
+            quote = next((b for b in await self.client.balances() if b.asset == "USDT"), None)
+        return VenueAccount(positions=tuple(positions), open_orders=tuple(orders), order_symbols=covered,
                             wallet_balance=quote.wallet_balance if quote else None,
                             available_balance=quote.available_balance if quote else None, at=self._clock())
 
@@ -529,6 +546,13 @@ def _refused(intent: OrderIntent, exc: VenueIOError) -> ExecutionReport:
     return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(NOT_SENT_CODE, f"not sent: {exc}"))
 
 
+def _invalid(intent: OrderIntent, exc: ValueError) -> VenueReject:
+    """The venue's refusal of an order that fails its parameter rules (checked before sending)."""
+    if intent.quantity is not None and intent.quantity <= 0:
+        return VenueReject(-4003, "Quantity less than or equal to zero.")
+    return VenueReject(-1102, f"invalid order (not sent): {exc}")
+
+
 def _with_reason(report: ExecutionReport, reason: str) -> ExecutionReport:
     return msgspec.structs.replace(report, reason=reason)
 
@@ -605,14 +629,27 @@ async def open_live_adapter(ctx: AccountContext, book: AccountBook, nursery: tri
                            limiter=ctx.venue_limiter,
                            settings=TradingSettings(recv_window_ms=venue.recv_window_ms,
                                                     timeout_seconds=venue.request_timeout_seconds))
-    try:
-        await client.sync_time()
-        await client.check_credentials()
-    except CredentialsRejected as exc:
-        await client.aclose()
-        raise AccountCannotStart(
-            f"account {account.id!r}: {account.venue} refused its credentials ({_source(ctx)}, key "
-            f"{client.key_id}): {exc.code} {exc.msg}") from None
+    failures = 0
+    while True:
+        try:
+            await client.sync_time()
+            await client.check_credentials()
+            break
+        except CredentialsRejected as exc:
+            await client.aclose()
+            raise AccountCannotStart(
+                f"account {account.id!r}: {account.venue} refused its credentials ({_source(ctx)}, key "
+                f"{client.key_id}): {exc.code} {exc.msg}") from None
+        except VenueIOError as exc:  # the venue cannot be asked now (down, rate budget): wait, gated
+            failures += 1
+            ctx.gate(f"connecting to {account.venue}: {exc}")
+            log.warning("account %s: cannot check its credentials with %s (attempt %d): %s", account.id,
+                        account.venue, failures, exc)
+            await trio.sleep(min(30.0, 0.5 * 2 ** min(failures - 1, 6)))
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+            raise
     adapter = LiveAdapter(account.id, client, venue=account.venue, clock=ctx.clock.now,
                           post=ctx.mailbox.post_venue, nursery=nursery, settle_margin_seconds=venue.settle_margin_seconds,
                           protective_retry_seconds=account.protection_deadline_seconds)

@@ -142,8 +142,9 @@ class DecisionMaker:
     leverage), closes (whole or partial, often of nothing), sometimes another side or leverage
     (refused), sometimes far take-profit / stop-loss orders (placed, moved and cancelled, never hit)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, *, protection_rate: float = 0.3) -> None:
         self.rng = rng
+        self.protection_rate = protection_rate  # share of opens with (far) TP/SL: 1 for live accounts
         self.sides: dict[tuple[str, str], str] = {}
         self.leverage: dict[tuple[str, str], int] = {}
 
@@ -165,7 +166,7 @@ class DecisionMaker:
             leverage = rng.randint(1, 25)  # sometimes another leverage: LEVERAGE_MISMATCH on an increase
         body = {"decision_id": decision_id, "symbol": symbol, "action": "open", "side": side,
                 "notional": str(rng.choice((20, 50, 100, 150, 250, 400))), "leverage": leverage}
-        if rng.random() < 0.3:  # far protective orders: placed, moved, cancelled, never triggered
+        if rng.random() < self.protection_rate:  # far protective orders: placed, moved, cancelled, never triggered
             body["stop_loss"] = "1" if side == "long" else "100000000"
             body["take_profit"] = "100000000" if side == "long" else "1"
         return body
@@ -176,7 +177,8 @@ class _Load:
 
     def __init__(self, report: LoadReport, *, accounts: list[str], decisions: int, deadline: float,
                  crash_rate: float, duplicate_rate: float, kill_switch_every: int, rng: random.Random,
-                 run_tag: str, give_up_after: float, max_crashes_per_minute: int) -> None:
+                 run_tag: str, give_up_after: float, max_crashes_per_minute: int,
+                 protection_rate: float = 0.3) -> None:
         self.report = report
         #: cluster, owner-aware clients: the node URL to send an account's decisions to ("" = any)
         self.node_of: Any = lambda account: ""
@@ -192,7 +194,7 @@ class _Load:
         self.max_crashes_per_minute = max_crashes_per_minute
         self.issued = 0
         self.answered = 0
-        self.maker = DecisionMaker(rng)
+        self.maker = DecisionMaker(rng, protection_rate=protection_rate)
         self.acked_list: list[Ack] = []
         self.crash_times: dict[str, list[float]] = defaultdict(list)
         self.halted: dict[str, int] = {}  # account -> decision count at which to resume
@@ -490,6 +492,7 @@ async def run_load(
     max_crashes_per_minute: int = 3,
     token: str | None = None,
     route: str = "any",
+    protection_rate: float = 0.3,
 ) -> LoadReport:
     """Drive the service at ``url`` (several nodes of a cluster: comma-separated, the client tasks
     are spread over them; ``route="owner"`` sends each decision straight to its account's owner,
@@ -516,7 +519,7 @@ async def run_load(
         load = _Load(report, accounts=ids, decisions=decisions, deadline=started + duration,
                      crash_rate=crash_rate, duplicate_rate=duplicate_rate, kill_switch_every=kill_switch_every,
                      rng=rng, run_tag=run_tag, give_up_after=give_up_after,
-                     max_crashes_per_minute=max_crashes_per_minute)
+                     max_crashes_per_minute=max_crashes_per_minute, protection_rate=protection_rate)
         if route == "owner":
             load.node_of = await owner_map(client, urls)
         show = sys.stderr.isatty() if progress is None else progress
@@ -637,8 +640,8 @@ def _check(conn: sqlite3.Connection, limit: int) -> list[str]:
             problems.append(text)
 
     accounts = {r["id"]: r for r in _rows(conn, "SELECT * FROM accounts")}
-    decisions = _rows(conn, "SELECT seq, account_id, decision_id, fingerprint, status, result, created_at "
-                            "FROM decisions ORDER BY seq")
+    decisions = _rows(conn, "SELECT seq, account_id, decision_id, fingerprint, status, result, created_at, "
+                            "COALESCE(updated_at, created_at) AS answered_at FROM decisions ORDER BY seq")
     fills = _rows(conn, "SELECT * FROM fills ORDER BY seq")
     orders = {r["id"]: r for r in _rows(conn, "SELECT * FROM orders")}
     positions = {r["id"]: r for r in _rows(conn, "SELECT * FROM positions")}
@@ -679,15 +682,16 @@ def _check(conn: sqlite3.Connection, limit: int) -> list[str]:
             problem(f"{where}: status column {row['status']!r} but result says {result.get('status')!r}")
         if result.get("decision_id") != key[1] or result.get("account_id") != key[0]:
             problem(f"{where}: the stored result names another decision")
-        if result.get("created_at") != row["created_at"]:
-            problem(f"{where}: created_at {row['created_at']} but result says {result.get('created_at')}")
-        # the fills made while the decision was handled carry its time; a resting limit order of the
-        # decision may fill later (its own, later, time); none may come before it
+        if result.get("created_at") != row["answered_at"]:
+            problem(f"{where}: answered at {row['answered_at']} but result says {result.get('created_at')}")
+        # the fills made while the decision was handled carry a time between its start and its answer
+        # (one and the same time on the paper venue; a live venue's fills arrive while it waits); a
+        # resting limit order of the decision may fill later (its own, later, time); none may come before
         stored, later = {}, {}
         for fill in fills_by_decision.get(key, []):
-            if fill["ts"] == row["created_at"]:
+            if row["created_at"] <= fill["ts"] <= row["answered_at"]:
                 stored[fill["id"]] = fill
-            elif fill["ts"] > row["created_at"]:
+            elif fill["ts"] > row["answered_at"]:
                 later[fill["id"]] = fill
                 if (orders.get(fill["order_id"]) or {}).get("type") != "LIMIT":
                     problem(f"{where}: fill {fill['id']} of its {fill['order_id']} (not a resting limit order) "
@@ -866,17 +870,18 @@ def _check_timeline(account_id: str, account: dict[str, Any], decisions: list[di
 
     # the timeline, in time order (one actor's clock): decisions with the fills made while they were
     # handled, other fills grouped by order and time, funding payments
-    handled_at = {row["decision_id"]: row["created_at"] for row in decisions}
+    handled = {row["decision_id"]: (row["created_at"], row["answered_at"]) for row in decisions}
     fills_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
     others: dict[tuple[float, str], list[dict[str, Any]]] = defaultdict(list)
     for fill in fills:
-        if fill["decision_id"] is not None and handled_at.get(fill["decision_id"]) == fill["ts"]:
+        window = handled.get(fill["decision_id"]) if fill["decision_id"] is not None else None
+        if window is not None and window[0] <= fill["ts"] <= window[1]:
             fills_of[fill["decision_id"]].append(fill)
         else:  # close-all, triggers, liquidations, later fills of resting limit orders
             others[(fill["ts"], fill["order_id"])].append(fill)
     items: list[tuple[float, int, int, Any]] = []
-    for row in decisions:
-        items.append((row["created_at"], 1, row["seq"], ("decision", row)))
+    for row in decisions:  # the state a result reports is the state when it was answered
+        items.append((row["answered_at"], 1, row["seq"], ("decision", row)))
     for (ts, _order), group in others.items():
         items.append((ts, 1, group[0]["seq"], ("fills", group)))
     for payment in funding:
@@ -909,7 +914,7 @@ def _check_timeline(account_id: str, account: dict[str, Any], decisions: list[di
             where = f"account {account_id}: decision {row['decision_id']}"
             status = row["status"]
             rejection = (result.get("rejection") or {}).get("code")
-            now = row["created_at"]
+            now = row["created_at"]  # when the gate judged it
             # cooldowns: an accepted open only after the cooldown of the previous accepted decision;
             # a COOLDOWN_ACTIVE rejection only inside one
             if cooldown > 0 and result.get("action") == "open":
@@ -920,7 +925,7 @@ def _check_timeline(account_id: str, account: dict[str, Any], decisions: list[di
                     problem(f"{where}: rejected COOLDOWN_ACTIVE although the last accepted decision was "
                             f"{'never' if last_accepted is None else f'{now - last_accepted:.3f} s before'}")
             if status in ACCEPTED:
-                last_accepted = now
+                last_accepted = row["answered_at"]  # a cooldown starts with the answer
             for fill in fills_of.get(row["decision_id"], []):
                 balance += _d(fill["realized_pnl"]) - _d(fill["fee"])
                 quantity[fill["symbol"]] += (1 if fill["side"] == "BUY" else -1) * _d(fill["quantity"])
