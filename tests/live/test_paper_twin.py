@@ -265,6 +265,14 @@ async def test_the_live_gate_keeps_its_rejections_from_the_twin_and_a_venue_refu
                 assert aggregate["median_price_difference_bps"] is None
                 assert aggregate["mean_time_to_fill_live_seconds"] is None
                 assert aggregate["mean_time_to_fill_paper_seconds"] == item["paper"]["time_to_fill_seconds"]
+                # the books differ now (the twin holds what the venue refused); the live account's
+                # close-all closes its twin too
+                response = await client.post("/v1/accounts/lv-1/close-all")
+                assert response.status_code == 200, response.text
+                await wait_until(lambda: not twin_snapshot(service).positions)
+                (reason,) = db_rows(service, "SELECT purpose FROM orders WHERE account_id = 'lv-1-twin' "
+                                             "AND purpose = 'close_all'")
+                assert reason == ("close_all",)
 
 
 async def test_the_twin_makes_no_venue_request_and_cannot_be_traded_directly(tmp_path: Path) -> None:
