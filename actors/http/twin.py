@@ -20,7 +20,7 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from ..domain.money import fmt
-from ..domain.twin import Comparison, Fill, Outcome, SideFigures, TwinRequest, aggregate, compare
+from ..domain.twin import Aggregate, Comparison, Fill, Outcome, SideFigures, TwinRequest, aggregate, compare
 from ..messages import AccountUnavailable, CloseAll
 from ..settings import AccountSettings, paper_twin_id
 from .auth import ACCESS
@@ -127,8 +127,9 @@ def twin_blueprint(service: Any) -> Blueprint:
             stored = _stored_decoder.decode(row["result"])
             order_id = twin_request.order_id
             comparison = compare(decision_id, twin_request,
-                                 _outcome(live_row, fills.get((account_id, order_id), [])),
-                                 _outcome(row, fills.get((twin_id, order_id), [])))
+                                 _outcome(live_row["status"], _stored_decoder.decode(live_row["result"]),
+                                          fills.get((account_id, order_id), [])),
+                                 _outcome(row["status"], stored, fills.get((twin_id, order_id), [])))
             compared.append((row["seq"], comparison, twin_request, stored))
         page = [c for c in compared if before is None or c[0] < before]
         more = len(page) > limit
@@ -143,9 +144,9 @@ def twin_blueprint(service: Any) -> Blueprint:
     return bp
 
 
-def _outcome(row: dict[str, Any], fills: list[Fill]) -> Outcome:
-    rejection = _stored_decoder.decode(row["result"]).rejection
-    return Outcome(status=row["status"], rejection_code=rejection.code if rejection is not None else None,
+def _outcome(status: str, stored: _Stored, fills: list[Fill]) -> Outcome:
+    rejection = stored.rejection
+    return Outcome(status=status, rejection_code=rejection.code if rejection is not None else None,
                    venue_code=rejection.details.get("venue_code") if rejection is not None else None, fills=fills)
 
 
@@ -169,7 +170,7 @@ def _decision_view(account_id: str, twin_id: str, c: Comparison, twin_request: T
     }
 
 
-def _aggregate_view(a: Any) -> dict[str, Any]:
+def _aggregate_view(a: Aggregate) -> dict[str, Any]:
     return {
         "decisions": a.decisions, "compared": a.compared,
         "mean_price_difference_bps": fmt(a.mean_price_difference_bps),
