@@ -22,7 +22,8 @@ import msgspec
 import trio
 
 from .domain.decisions import Decision
-from .domain.risk import Rejection, TradingState
+from .domain.market import Quote
+from .domain.risk import Rejection, RiskVerdict, TradingState
 
 __all__ = [
     "AccountCommand", "AccountUnavailable", "ActorCrashed", "ActorState", "AcquireSymbol", "AlarmFired",
@@ -72,10 +73,26 @@ class Reply(Generic[T]):
 # ---------------------------------------------------------------- front door -> account (inbox)
 
 
+class MirroredDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """What a live account tells its paper twin with a decision it accepted, as its order goes out
+    (``actors.account.twin``): the twin executes it on this quote, whatever its own gate says."""
+
+    live_account_id: str
+    received_at: float  # when the live account took the decision (its clock)
+    reference_price: Decimal  # the decision's reference price, else the mark at decision time
+    reference: Literal["decision", "mark"]
+    live_order_id: str
+    live_order_side: Literal["BUY", "SELL"]
+    verdict: RiskVerdict  # the live account's gate
+    quote: Quote  # the market as the live order went out
+
+
 class SubmitDecision(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     decision: Decision
     fingerprint: str
     request_json: str
+    #: set only on what a live account forwards to its paper twin
+    mirror: MirroredDecision | None = None
 
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):

@@ -29,6 +29,7 @@ from hypercorn.trio import serve
 from .broker import Broker, broker_actor
 from .clock import ServiceClock
 from .account.context import AdapterFactory
+from .account.twin import with_paper_twins
 from .cluster import ClusterNode, fence_check, write_connection_name
 from .events import EventBus
 from .execution import open_adapter
@@ -139,7 +140,7 @@ async def run_service(
                                     paper_latency=paper_latency, global_limits=settings.global_limits,
                                     adapter_factory=adapter_factory or open_adapter, service_settings=settings)
             service.supervisor = supervisor
-            accounts = [(a, settings.account_limits(a)) for a in settings.accounts]
+            accounts = [(a, settings.account_limits(a)) for a in with_paper_twins(settings.accounts)]
             if settings.cluster is not None:  # the node runs the accounts of the shards it will hold
                 service.cluster = ClusterNode(service)
                 accounts = []

@@ -48,6 +48,7 @@ from .venues.limits import LimiterSettings
 DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "settings.yaml"
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a trailing newline
 LIVE_VENUES = ("asterdex", "asterdex-testnet", "binance-usdm", "binance-usdm-testnet")
+PAPER_TWIN_SUFFIX = "-twin"  # a live account's paper twin is "<id>-twin"
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -181,6 +182,10 @@ class AccountSettings(_Strict):
     protection_deadline_seconds: float = 10.0
     #: live accounts: also execute every accepted decision on a paper venue (divergence report)
     paper_twin: bool = False
+    #: the paper twin's starting balance (default: this account's ``balance``)
+    paper_twin_balance: Decimal | None = None
+    #: set by the service on the paper twin it derives from a live account (not a key of the file)
+    twin_of: str | None = None
 
 
 class Settings(_Strict):
@@ -398,6 +403,7 @@ def _validate(settings: Settings, source: str) -> None:
             )
         if account.mode == "paper" and account.paper_twin:
             raise SettingsError(f"{source}: {where}.paper_twin: only a live account has a paper twin")
+        _validate_paper_twin(settings, account, f"{source}: {where}")
         if account.protection_deadline_seconds <= 0:
             raise SettingsError(f"{source}: {where}.protection_deadline_seconds: must be positive")
         try:
@@ -410,6 +416,34 @@ def _validate(settings: Settings, source: str) -> None:
             raise SettingsError(
                 f"{source}: {where}.default_leverage: {account.default_leverage} is above the account's max_leverage "
                 f"{limits.max_leverage}: a decision that names no leverage could never trade")
+
+
+def paper_twin_id(account_id: str) -> str:
+    """The id of a live account's paper twin."""
+    return f"{account_id}{PAPER_TWIN_SUFFIX}"
+
+
+def _validate_paper_twin(settings: Settings, account: AccountSettings, where: str) -> None:
+    if account.twin_of is not None:
+        raise SettingsError(f"{where}.twin_of: not a settings key (the service sets it on the paper twin it derives "
+                            "from a live account with paper_twin: true)")
+    if account.paper_twin_balance is not None:
+        if not account.paper_twin:
+            raise SettingsError(f"{where}.paper_twin_balance: only meaningful with paper_twin: true")
+        if account.paper_twin_balance < 0:
+            raise SettingsError(f"{where}.paper_twin_balance: must not be negative")
+    if not account.paper_twin:
+        return
+    twin_id = paper_twin_id(account.id)
+    if not ACCOUNT_ID_PATTERN.match(twin_id):
+        raise SettingsError(f"{where}.id: {account.id!r} is too long for a paper twin: its twin {twin_id!r} must be "
+                            f"at most 64 characters (the id at most {64 - len(PAPER_TWIN_SUFFIX)})")
+    if any(other.id == twin_id for other in settings.accounts):
+        raise SettingsError(f"{where}.paper_twin: the twin of {account.id!r} is named {twin_id!r}, which another "
+                            "account of the file already uses")
+    if settings.cluster is not None:
+        raise SettingsError(f"{where}.paper_twin: a paper twin runs beside its live account on one node; it is not "
+                            "supported in cluster mode")
 
 
 def _validate_auth(settings: Settings, source: str) -> None:

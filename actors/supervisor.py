@@ -22,6 +22,7 @@ import trio
 
 from .account import AccountActor, AccountContext, AccountSnapshot, Mailbox, account_actor
 from .account.context import AdapterFactory
+from .account.twin import paper_twin_link
 from .backoff import backoff_delay
 from .clock import ServiceClock
 from .domain.events import ActorFailed, ActorRestarted, GlobalStateChanged, Payload
@@ -196,6 +197,7 @@ class Supervisor:
             service_settings=self.service_settings,
             venue_limiter=self._limiter(slot.settings) if slot.settings.mode == "live" else None,
             on_gate=partial(setattr, slot, "gate"),
+            paper_twin=paper_twin_link(slot.settings, self.slots),
         )
 
     def _limiter(self, account: AccountSettings) -> VenueLimiter:

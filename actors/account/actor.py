@@ -344,11 +344,13 @@ class AccountActor:
         order = planned.order
         changes.put_order(order)
         await self.checkpoint(changes)
+        if self.ctx.paper_twin is not None:  # a live account's paper twin: the same order, the same market
+            self.ctx.paper_twin.order_sent(order, self.ctx.market.quote(order.symbol))
         execution = self._tracked[order.id] = OrderExecution(
             order=order, position_before=changes.position(order.symbol), initial_status=order.status,
             was_settled=order.settled)
         try:
-            await self.apply(changes, await self.adapter.submit(planned.intent))
+            await self.apply(self._answered_at_arrival(changes), await self.adapter.submit(planned.intent))
             if not _answered(execution):
                 with trio.move_on_after(self.ctx.venue_answer_seconds if timeout is None else timeout):
                     while not _answered(execution):
@@ -356,7 +358,8 @@ class AccountActor:
                         if message is None:
                             await self.mailbox.wait_posted()
                             continue
-                        await self.apply(changes, await self.adapter.on_message(message))
+                        reports = await self.adapter.on_message(message)
+                        await self.apply(self._answered_at_arrival(changes), reports)
                         await self.checkpoint(changes)
         finally:
             del self._tracked[order.id]
@@ -366,6 +369,14 @@ class AccountActor:
                         execution.order.filled_quantity, execution.order.venue_filled)
         await self.checkpoint(changes)
         return execution
+
+    def _answered_at_arrival(self, changes: Changes) -> Changes:
+        """A write-ahead adapter's answer (its fills, the order's new state) is stamped with the
+        time it arrived, not with the time the order went out (what ``changes`` already holds
+        keeps its own times). A paper venue answers at once, in one moment with the decision."""
+        if self.adapter.write_ahead:
+            changes.now = self.now()
+        return changes
 
     async def cancel(self, changes: Changes, intent: CancelIntent) -> VenueReject | None:
         """Cancel one order on the venue; the venue's refusal if it would not (the order then

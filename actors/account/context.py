@@ -25,6 +25,7 @@ from .mailbox import Mailbox
 
 if TYPE_CHECKING:
     from ..execution.protocol import ExecutionAdapter
+    from .twin import PaperTwinLink
 
 AdapterFactory = Callable[["AccountContext", AccountBook, trio.Nursery], Awaitable["ExecutionAdapter"]]
 
@@ -47,6 +48,7 @@ class AccountContext(msgspec.Struct, kw_only=True):
     venue_answer_seconds: float = 10.0
     service_settings: Any = None  # the whole Settings: a live account's venue, the database path
     venue_limiter: Any = None  # the request-weight limiter shared by every live account of the venue
+    paper_twin: PaperTwinLink | None = None  # a live account with a paper twin: the way to it
     #: cluster mode: until when (``trio.current_time()``) this node surely still owns the account's
     #: shard lease; None on a single node (always). A live adapter stops sending orders a safety
     #: margin before it (``actors.cluster.leases.may_send_orders``); a paper adapter has nothing to send.

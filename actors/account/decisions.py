@@ -28,6 +28,7 @@ from ..domain.views import DecisionResult, fill_view
 from ..messages import DecisionConflict, SubmitDecision
 from ..persistence import IntegrityError
 from ..persistence.queries import stored_decision
+from . import twin
 
 if TYPE_CHECKING:
     from .actor import AccountActor
@@ -42,6 +43,8 @@ class InjectedCrash(RuntimeError):
 
 async def decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     decision = msg.decision
+    if actor.ctx.settings.twin_of is not None and msg.mirror is None:  # a paper twin takes no client's decision
+        raise twin.refusal(actor.ctx.settings)
     cached = actor.recent.get(decision.decision_id)
     if cached is not None:
         return _replay_stored(decision.decision_id, cached, msg.fingerprint)
@@ -56,6 +59,8 @@ async def decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
 
 
 async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
+    if msg.mirror is not None:  # a paper twin: its live account's decision, on the market as it went out
+        return await twin.execute_mirrored(actor, msg)
     decision = msg.decision
     board = actor.ctx.market
     # a listed symbol nobody watches yet is subscribed now, and its first data awaited (bounded)
@@ -74,6 +79,8 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     if isinstance(planned, Rejection):
         result = planner.reject(changes, decision, planned, verdict.checks, market.mark_of)
         return await _store(actor, msg, changes, result)
+    if actor.ctx.paper_twin is not None:  # its paper twin gets it as the order goes out (AccountActor.send)
+        actor.ctx.paper_twin.expect(msg, verdict, planned, market, received_at=changes.now)
     write_ahead = actor.adapter.write_ahead
     if write_ahead:
         pending = planner.result(changes, decision, "pending", market.mark_of, order=planned.order)

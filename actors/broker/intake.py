@@ -29,7 +29,9 @@ import trio
 
 from ..domain.decisions import DecisionIn, InvalidDecision, request_fingerprint, validate_decision
 from ..http.decisions import _check_amount_range as check_amount_range
-from ..messages import AccountUnavailable, ActorCrashed, DecisionConflict, Reply, SubmitDecision, UnknownAccount
+from ..messages import (
+    AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, Reply, SubmitDecision, UnknownAccount,
+)
 from ..settings import BrokerSettings
 
 if TYPE_CHECKING:
@@ -268,6 +270,8 @@ class Intake:
                     await reply.wait()  # the result is committed (the relay publishes it)
                 except DecisionConflict as exc:
                     await self._refuse(account_id, message.decision.decision_id, "IDEMPOTENCY_CONFLICT", str(exc))
+                except CommandRefused as exc:  # e.g. a live account's paper twin, which takes no decisions
+                    await self._refuse(account_id, message.decision.decision_id, exc.code, exc.message)
                 except (AccountUnavailable, ActorCrashed):
                     if not self._serving(shard):
                         return  # the shard moved: left pending, the new owner claims it

@@ -13,12 +13,13 @@ import trio
 from .live import LiveAdapter, open_live_adapter
 from .paper import PaperVenue
 from .protocol import ExecutionAdapter
+from .twin import TwinVenue
 
 if TYPE_CHECKING:
     from ..account.context import AccountContext
     from ..domain.book import AccountBook
 
-__all__ = ["ExecutionAdapter", "LiveAdapter", "PaperVenue", "open_adapter"]
+__all__ = ["ExecutionAdapter", "LiveAdapter", "PaperVenue", "TwinVenue", "open_adapter"]
 
 
 async def open_adapter(ctx: AccountContext, book: AccountBook, nursery: trio.Nursery) -> ExecutionAdapter:
@@ -27,8 +28,10 @@ async def open_adapter(ctx: AccountContext, book: AccountBook, nursery: trio.Nur
     if ctx.settings.mode == "live":
         return await open_live_adapter(ctx, book, nursery)
     # a paper account: its simulated venue reads the market and nothing else (no client that
-    # could write to an exchange exists for it)
-    venue = PaperVenue(book.account_id, ctx.market, book.positions, book.funded_until,
+    # could write to an exchange exists for it); a live account's paper twin reads it as the
+    # live orders went out
+    venue_type = TwinVenue if ctx.settings.twin_of is not None else PaperVenue
+    venue = venue_type(book.account_id, ctx.market, book.positions, book.funded_until,
                        trigger_price=ctx.settings.trigger_price, latency=ctx.paper_latency)
     await venue.restore(list(book.orders.values()))
     return venue

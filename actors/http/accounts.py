@@ -31,6 +31,7 @@ from .auth import current_principal
 from .common import cursor_decode, decode, json_response, keyset_page, page_limit, read_body, wait_reply
 from .errors import APIError
 from .shapes import NonNegativeAmount, PositiveAmount, RiskOverrides
+from .twin import close_twin_too, twin_fields
 
 
 class StateChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,6 +93,7 @@ def accounts_blueprint(service: Any) -> Blueprint:
             "trading_state": snap.trading_state if snap else None,
             "balance": fmt(snap.balance) if snap else None,
             "open_positions": len(snap.positions) if snap else None,
+            **twin_fields(slot.settings),
         }
 
     @bp.get("/v1/accounts")
@@ -133,7 +135,8 @@ def accounts_blueprint(service: Any) -> Blueprint:
     async def inspect_account(account_id: str) -> Response:
         slot = supervisor.slot(account_id)
         body: dict[str, Any] = {"id": slot.account_id, "mode": slot.settings.mode, "venue": slot.settings.venue,
-                                "is_paper": slot.settings.mode == "paper", "actor": slot.inspect()}
+                                "is_paper": slot.settings.mode == "paper", "actor": slot.inspect(),
+                                **twin_fields(slot.settings)}
         snap = slot.snapshot()
         if snap is not None:
             body.update(inspection(snap, service.markets[slot.settings.venue]))
@@ -296,8 +299,10 @@ def accounts_blueprint(service: Any) -> Blueprint:
 
     @bp.post("/v1/accounts/<account_id>/close-all")
     async def close_all(account_id: str) -> Response:
-        supervisor.slot(account_id)
-        return json_response(await wait_reply(supervisor.control(account_id, CloseAll(reason="close_all")), timeout))
+        slot = supervisor.slot(account_id)
+        reply = supervisor.control(account_id, CloseAll(reason="close_all"))
+        close_twin_too(supervisor, slot.settings, "close_all")
+        return json_response(await wait_reply(reply, timeout))
 
     @bp.post("/v1/close-all")
     async def close_all_accounts() -> Response:

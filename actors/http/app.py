@@ -24,6 +24,7 @@ from .decisions import decisions_blueprint
 from .errors import APIError
 from .faults import faults_enabled, faults_blueprint
 from .operations import operations_blueprint
+from .twin import install_twin_guard, twin_blueprint
 
 log = logging.getLogger("actors.http")
 
@@ -82,8 +83,10 @@ def create_app(service: Any) -> QuartTrio:
 
     if getattr(service, "cluster", None) is not None:  # cluster mode: other nodes' accounts are forwarded
         install_routing(app, service.cluster)
+    install_twin_guard(app, service)  # a live account's paper twin is not traded directly
     app.register_blueprint(decisions_blueprint(service))
     app.register_blueprint(accounts_blueprint(service))
+    app.register_blueprint(twin_blueprint(service))
     app.register_blueprint(operations_blueprint(service))
     app.register_blueprint(dashboard_blueprint())
     if faults_enabled():

@@ -68,6 +68,7 @@ ACCESS: dict[str, Access] = {
     "accounts.list_trades": "read",
     "accounts.list_audit": "read",
     "accounts.performance": "read",
+    "twin.twin_report": "read",
     # accounts: a trader's own hand on its positions and orders
     "accounts.set_protection": "trade",
     "accounts.cancel_order": "trade",

@@ -36,7 +36,7 @@ _STRUCTS: list[Any] = [
     DecisionIn, DecisionResult, s.Pending, s.ErrorBody, AccountIn, s.AccountSummary, s.AccountList, s.Inspection,
     s.PositionList, s.OrderList, s.FillList, s.AuditList, s.PerformanceView, s.RestartAnswer, s.RiskAnswer,
     s.RiskOverrides, StateChange, ProtectionIn, s.AccountStateAnswer, s.GlobalStateAnswer, s.CloseAllAnswer,
-    s.CloseAllAccountsAnswer, s.Health, s.Readiness, s.Whoami, s.Event,
+    s.CloseAllAccountsAnswer, s.Health, s.Readiness, s.Whoami, s.Event, s.TwinReport,
 ]
 
 
@@ -98,6 +98,7 @@ def _op(summary: str, ok: dict[str, Any], *, access: str, body: Any = None, para
 
 
 _UNAVAILABLE = {"503": _error("the account is restarting, busy or its inbox is full; retry later", RETRY_AFTER)}
+_PAPER_TWIN = _error("the account is a live account's paper twin (PAPER_TWIN): it cannot be traded directly")
 
 
 def _paths() -> dict[str, Any]:
@@ -109,7 +110,8 @@ def _paths() -> dict[str, Any]:
                 "202": _json("still running after the request timeout; poll result_url", s.Pending,
                              {"Location": {"schema": {"type": "string"}}}),
             }, access="trade", body=DecisionIn, account=True, errors={
-                "409": _error("the same decision_id with another body"),
+                "409": _error("the same decision_id with another body (IDEMPOTENCY_CONFLICT), or the account is a "
+                              "live account's paper twin, which cannot be traded directly (PAPER_TWIN)"),
                 "422": _json("rejected by the risk gate or the venue: the stored result, with its error",
                              DecisionResult),
                 **_UNAVAILABLE})},
@@ -142,7 +144,8 @@ def _paths() -> dict[str, Any]:
         "/v1/accounts/{account_id}/positions/{symbol}/protection": {"put": _op(
             "Set or move take-profit / stop-loss", {"200": _json("the position", s.PositionView)}, access="trade",
             body=ProtectionIn, account=True, params=[_param("symbol", "path", SYMBOL)],
-            errors={"422": _error("no such open position, or levels on the wrong side of the mark"),
+            errors={"409": _PAPER_TWIN,
+                    "422": _error("no such open position, or levels on the wrong side of the mark"),
                     "502": _error("live: the venue would not cancel the level being moved; it stays in force"),
                     **_UNAVAILABLE})},
         "/v1/accounts/{account_id}/orders": {"get": _op(
@@ -150,7 +153,7 @@ def _paths() -> dict[str, Any]:
         "/v1/accounts/{account_id}/orders/{order_id}": {"delete": _op(
             "Cancel an open order", {"200": _json("the cancelled order", s.OrderView)}, access="trade", account=True,
             params=[_param("order_id", "path", ORDER_ID)],
-            errors={"404": _error("no such account, or no such open order"),
+            errors={"404": _error("no such account, or no such open order"), "409": _PAPER_TWIN,
                     "502": _error("live: the venue would not cancel the order; it is still working"),
                     **_UNAVAILABLE})},
         "/v1/accounts/{account_id}/trades": {"get": _op(
@@ -162,6 +165,10 @@ def _paths() -> dict[str, Any]:
         "/v1/accounts/{account_id}/performance": {"get": _op(
             "Performance of the closed round trips", {"200": _json("statistics", s.PerformanceView)}, access="read",
             account=True)},
+        "/v1/accounts/{account_id}/twin": {"get": _op(
+            "A live account against its paper twin, decision by decision (newest first) and in aggregate",
+            {"200": _json("the divergence report", s.TwinReport)}, access="read", account=True, params=_PAGE,
+            errors={"404": _error("no such account, or it has no paper twin (NO_PAPER_TWIN)")})},
         "/v1/accounts/{account_id}/risk": {"put": _op(
             "Change risk limits (DESIGN.md §6 names)", {"200": _json("the limits now", s.RiskAnswer)},
             access="admin", body=s.RiskOverrides, account=True,

@@ -46,6 +46,8 @@ class AccountSummary(msgspec.Struct, kw_only=True):
     trading_state: TradingState | None
     balance: str | None
     open_positions: int | None
+    paper_twin: str | None = None  # a live account with a paper twin: the twin's id
+    twin_of: str | None = None  # a paper twin: its live account
 
 
 class AccountList(msgspec.Struct, kw_only=True):
@@ -118,6 +120,8 @@ class Inspection(msgspec.Struct, kw_only=True):
     risk_usage: RiskUsage | None = None
     venue_connection: VenueConnection | None = None  # live accounts
     venue_account: VenueView | None = None  # live accounts: the venue's side, as the last reconciliation saw it
+    paper_twin: str | None = None  # a live account with a paper twin: the twin's id
+    twin_of: str | None = None  # a paper twin: its live account
 
 
 class VenueConnection(msgspec.Struct, kw_only=True):
@@ -317,3 +321,69 @@ class Event(msgspec.Struct, kw_only=True):
     is_paper: bool
     ts: float
     payload: dict[str, Any]
+
+
+# ---------------------------------------------------------------- GET /v1/accounts/{id}/twin
+
+
+class TwinSide(msgspec.Struct, kw_only=True):
+    """What one side (the live account, or its paper twin) did with a decision's order."""
+
+    account_id: str
+    status: str  # filled | partially_filled | resting | pending | rejected
+    rejection_code: str | None
+    venue_code: str | None  # a venue's refusal: its own code
+    filled_quantity: str
+    avg_price: str | None
+    fees: str
+    slippage_bps: str | None  # against the reference price; positive: worse than it
+    time_to_fill_seconds: float | None  # from the live account's receipt of the decision to the last fill
+
+
+class MarketAsSent(msgspec.Struct, kw_only=True):
+    """The market as the live order went out (what the paper twin filled on)."""
+
+    best_bid: str | None
+    best_ask: str | None
+    mark: str
+
+
+class TwinDecision(msgspec.Struct, kw_only=True):
+    decision_id: str
+    symbol: str
+    action: str
+    side: Literal["BUY", "SELL"]  # of the decision's order
+    received_at: float  # when the live account took the decision (epoch seconds)
+    reference_price: str
+    reference: Literal["decision", "mark"]  # the decision's reference_price, or the mark at decision time
+    market_as_sent: MarketAsSent
+    live: TwinSide
+    paper: TwinSide
+    price_difference_bps: str | None  # positive: the paper fill was kinder than the live one
+    fee_difference: str  # live fees - paper fees
+    same_outcome: bool  # same status and rejection code
+
+
+class TwinAggregate(msgspec.Struct, kw_only=True):
+    """Over every decision both sides executed (not only the page)."""
+
+    decisions: int
+    compared: int  # decisions both sides filled: the price figures are over these
+    mean_price_difference_bps: str | None
+    median_price_difference_bps: str | None
+    live_fees: str
+    paper_fees: str
+    fee_difference: str  # live - paper
+    mean_time_to_fill_live_seconds: float | None
+    mean_time_to_fill_paper_seconds: float | None
+    different_outcomes: int
+
+
+class TwinReport(msgspec.Struct, kw_only=True):
+    """``GET /v1/accounts/{id}/twin``: the live account against its paper twin, newest first."""
+
+    account_id: str
+    twin_account_id: str
+    aggregate: TwinAggregate
+    items: list[TwinDecision]
+    next_cursor: str | None

@@ -66,6 +66,7 @@ ROUTES: list[tuple[str, str, Any, Any]] = [
     ("GET", "/v1/accounts/{a}/trades", READ, None),
     ("GET", "/v1/accounts/{a}/audit", READ, None),
     ("GET", "/v1/accounts/{a}/performance", READ, None),
+    ("GET", "/v1/accounts/{a}/twin", READ, None),  # 404 on a paper account, after the role check
     ("PUT", "/v1/accounts/{a}/positions/BTCUSDT/protection", TRADE, {"stop_loss": "1"}),
     ("DELETE", "/v1/accounts/{a}/orders/no-such-order", TRADE, None),
     ("POST", "/v1/accounts/{a}/restart", ADMIN, None),
