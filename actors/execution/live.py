@@ -119,6 +119,8 @@ class LiveAdapter:
         self._children: dict[int, str] = {}  # order placed by a triggered algo order -> its client id
         self.gap = False  # the venue path overflowed: the account must reconcile
         self.stream_connected = False
+        #: the USDT wallet balance as the user stream last told it, and when (epoch)
+        self.stream_wallet: tuple[Decimal, float] | None = None
         #: quantity the user stream reported filled, by client order id (the last few hundred
         #: orders): an order's fills come from the stream, ``userTrades`` only when it is late
         self._streamed: collections.OrderedDict[str, Decimal] = collections.OrderedDict()
@@ -304,6 +306,10 @@ class LiveAdapter:
 
     def deliver(self, message: Any) -> None:
         """The user stream's callback: everything goes to the account's venue path."""
+        if isinstance(message, AccountUpdate):
+            wallet = next((b.wallet_balance for b in message.balances if b.asset == "USDT"), None)
+            if wallet is not None:
+                self.stream_wallet = (wallet, self.local_time(message.event_time))
         if isinstance(message, StreamDisconnected):
             self.stream_connected = False
         if isinstance(message, StreamConnected):

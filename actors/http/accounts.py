@@ -144,7 +144,11 @@ def accounts_blueprint(service: Any) -> Blueprint:
             body["venue_connection"] = slot.actor.adapter.connection()
             reconciliation = slot.actor.reconciliation
             if reconciliation is not None and reconciliation.view is not None:
-                body["venue_account"] = reconciliation.view
+                view = reconciliation.view
+                streamed = getattr(slot.actor.adapter, "stream_wallet", None)
+                if streamed is not None and streamed[1] > view.reconciled_at:  # the stream's is newer
+                    view = msgspec.structs.replace(view, wallet_balance=fmt(streamed[0]))
+                body["venue_account"] = view
         return json_response(body)
 
     def inspection(snap: AccountSnapshot, market: Any) -> dict[str, Any]:

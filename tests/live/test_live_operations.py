@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 import trio
 
+from tests.conftest import db_rows
 from tests.fake_exchange import open_fake_exchange
 from tests.live.support import (
     BOUND, decision, hmac_account, live_service, market, open_position, wait_until, working_protection,
@@ -64,6 +66,11 @@ async def test_the_stop_loss_firing_on_the_venue_closes_the_position_and_cancels
                 positions = (await client.get("/v1/accounts/lc-2/positions", params={"status": "closed"})).json()
                 closed = [p for p in positions["items"] if p["id"] == position_id]
                 assert closed and closed[0]["close_reason"] == "stop_loss"
+                venue_fill = [t for t in fake.trades("lc-2") if t.side == "SELL"][-1]  # the stop's fill
+                assert D(closed[0]["exit_price"]) == venue_fill.price
+                trade_closed = [json.loads(p) for (p,) in db_rows(
+                    service, "SELECT payload FROM events WHERE type = 'trade.closed'")]
+                assert [t["reason"] for t in trade_closed] == ["stop_loss"]
 
 
 @pytest.mark.parametrize("flavour", ["binance", "aster"])
