@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 import signal
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from .broker import Broker, broker_actor
 from .clock import ServiceClock
 from .account.context import AdapterFactory
 from .account.twin import with_paper_twins
@@ -42,6 +41,9 @@ from .persistence.postgres import PostgresBackend, PostgresReader
 from .settings import Settings
 from .supervisor import Supervisor, supervisor_actor
 from .venues.sources import source_for
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 log = logging.getLogger("actors.service")
 
@@ -163,6 +165,8 @@ async def run_service(
             if service.cluster is not None:
                 await background.start(service.cluster.run)
             if settings.broker is not None:
+                from .broker import broker_actor  # Redis only when configured (coredis is slow to import)
+
                 service.broker = await background.start(broker_actor, service)
             task_status.started(service)
             await service._stop.wait()

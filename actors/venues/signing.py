@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
+# eth-account (and the curve arithmetic it precomputes) loads with the first API-wallet signature:
+# half a second of start-up that HMAC-only and paper services do not pay
 
 __all__ = [
     "ASTER_SIGNING_DOMAIN",
@@ -93,17 +93,25 @@ def aster_typed_data(msg: str, chain_id: int) -> dict[str, Any]:
 
 def api_wallet_signature(signer_key: str, msg: str, chain_id: int) -> str:
     """``0x``-prefixed hex signature (r‖s‖v) of ``msg`` by the API-wallet key."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
     signed = Account.sign_message(encode_typed_data(full_message=aster_typed_data(msg, chain_id)), private_key=signer_key)
     return "0x" + bytes(signed.signature).hex()
 
 
 def recover_api_wallet_signer(msg: str, signature: str, chain_id: int) -> str:
     """The checksummed address that produced ``signature`` over ``msg`` (verification side)."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
     return str(Account.recover_message(encode_typed_data(full_message=aster_typed_data(msg, chain_id)), signature=signature))
 
 
 def signer_address(signer_key: str) -> str:
     """The checksummed address of an API-wallet private key."""
+    from eth_account import Account
+
     return str(Account.from_key(signer_key).address)
 
 
