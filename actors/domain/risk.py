@@ -70,7 +70,7 @@ import math
 import typing
 from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, Decimal
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -434,11 +434,12 @@ class MarketView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CheckResult(msgspec.Struct, frozen=True):
-    """One check of one evaluation: its inputs and outcome, as JSON-ready strings."""
+    """One check of one evaluation: its inputs and outcome. Numbers are kept as numbers (compact,
+    nothing formatted on the hot path) and rendered when read (:func:`render_details`)."""
 
     name: str
     passed: bool
-    detail: dict[str, str]
+    detail: dict[str, Any]
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -499,12 +500,41 @@ def account_equity(account: AccountView, marks: Mapping[str, Decimal]) -> Decima
 
 
 def _num(value: Decimal | int | None) -> str:
-    """A number for messages and audit details: plain notation, at most 8 decimals."""
+    """A number for messages: plain notation, at most 8 decimals (``off`` for a limit left out)."""
     if value is None:
         return "off"
     if isinstance(value, int):
         return str(value)
     return fmt8(value)
+
+
+#: a value of an audit detail: text, or a Decimal kept as it is on the
+#: hot path and rendered like a message's numbers only when read (:func:`render_detail`)
+Detail = str | Decimal
+
+
+def _raw(value: Decimal | int | None) -> Detail:
+    """A number as an audit detail: a Decimal is kept as it is (formatting it is the costly part,
+    left to the reader); a count or a limit left out is text already (``str`` of an int is cheap)."""
+    if value is None:
+        return "off"
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
+def render_detail(value: Detail) -> str:
+    """An audit detail as it is shown: numbers in plain notation, at most 8 decimals; ``off`` for
+    a limit left out."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    return _num(value)
+
+
+def render_details(detail: Mapping[str, Detail]) -> dict[str, str]:
+    return {key: render_detail(value) for key, value in detail.items()}
 
 
 def _secs(seconds: float, *, places: str = "0.1") -> str:
@@ -524,17 +554,17 @@ def _daily_loss(account: AccountView, equity: Decimal, now: float) -> Decimal:
 
 def _daily_loss_breach(
     account: AccountView, equity: Decimal, limits: RiskLimits, now: float
-) -> tuple[dict[str, str], str | None]:
+) -> tuple[dict[str, Detail], str | None]:
     loss = _daily_loss(account, equity, now)
     loss_pct = _pct(loss, account.day_start_equity)
     detail = {
-        "equity": _num(equity),
-        "day_start_equity": _num(account.day_start_equity),
-        "daily_loss": _num(loss),
-        "daily_loss_pct": "n/a" if loss_pct is None else _num(loss_pct.quantize(Decimal("0.01"))),
-        "realized_today": _num(account.realized_today),
-        "daily_loss_limit": _num(limits.daily_loss_limit),
-        "daily_loss_limit_pct": _num(limits.daily_loss_limit_pct),
+        "equity": _raw(equity),
+        "day_start_equity": _raw(account.day_start_equity),
+        "daily_loss": _raw(loss),
+        "daily_loss_pct": "n/a" if loss_pct is None else _raw(loss_pct.quantize(Decimal("0.01"))),
+        "realized_today": _raw(account.realized_today),
+        "daily_loss_limit": _raw(limits.daily_loss_limit),
+        "daily_loss_limit_pct": _raw(limits.daily_loss_limit_pct),
     }
     pct_text = "" if loss_pct is None else f" ({_num(loss_pct.quantize(Decimal('0.01')))}% of day start equity)"
     if limits.daily_loss_limit is not None and loss >= limits.daily_loss_limit:
@@ -550,14 +580,14 @@ def _daily_loss_breach(
     return detail, None
 
 
-def _drawdown_breach(account: AccountView, equity: Decimal, limits: RiskLimits) -> tuple[dict[str, str], str | None]:
+def _drawdown_breach(account: AccountView, equity: Decimal, limits: RiskLimits) -> tuple[dict[str, Detail], str | None]:
     drawdown = _pct(account.peak_equity - equity, account.peak_equity)
     shown = "n/a" if drawdown is None else _num(drawdown.quantize(Decimal("0.01")))
     detail = {
-        "equity": _num(equity),
-        "peak_equity": _num(account.peak_equity),
+        "equity": _raw(equity),
+        "peak_equity": _raw(account.peak_equity),
         "drawdown_pct": shown,
-        "max_drawdown_pct": _num(limits.max_drawdown_pct),
+        "max_drawdown_pct": _raw(limits.max_drawdown_pct),
     }
     if limits.max_drawdown_pct is not None and drawdown is not None and drawdown >= limits.max_drawdown_pct:
         return detail, (
@@ -575,10 +605,12 @@ def loss_state(account: AccountView, equity: Decimal, limits: RiskLimits, now: f
     """
     detail, message = _daily_loss_breach(account, equity, limits, now)
     if message is not None:
-        return LossBreach(code="DAILY_LOSS_LIMIT", message=message, details=detail, action=limits.on_loss_limit)
+        return LossBreach(code="DAILY_LOSS_LIMIT", message=message, details=render_details(detail),
+                          action=limits.on_loss_limit)
     detail, message = _drawdown_breach(account, equity, limits)
     if message is not None:
-        return LossBreach(code="MAX_DRAWDOWN", message=message, details=detail, action=limits.on_loss_limit)
+        return LossBreach(code="MAX_DRAWDOWN", message=message, details=render_details(detail),
+                          action=limits.on_loss_limit)
     return None
 
 
@@ -610,15 +642,15 @@ class _Ctx(NamedTuple):
 
 
 class _Outcome(NamedTuple):
-    detail: dict[str, str]
+    detail: dict[str, Detail]
     failure: tuple[RejectionCode, str] | None = None
 
 
-def _ok(**detail: str) -> _Outcome:
+def _ok(**detail: Detail) -> _Outcome:
     return _Outcome(detail)
 
 
-def _fail(code: RejectionCode, message: str, **detail: str) -> _Outcome:
+def _fail(code: RejectionCode, message: str, **detail: Detail) -> _Outcome:
     return _Outcome(detail, (code, message))
 
 
@@ -653,9 +685,9 @@ def check_position(c: _Ctx) -> _Outcome:
             return _fail("NO_POSITION", f"no open position in {d.symbol} to close", symbol=d.symbol)
         return _ok(
             position_side=p.side,
-            position_quantity=_num(p.quantity),
-            requested_quantity=_num(d.quantity) if d.quantity is not None else "all",
-            close_quantity=_num(c.close_quantity),
+            position_quantity=_raw(p.quantity),
+            requested_quantity=_raw(d.quantity) if d.quantity is not None else "all",
+            close_quantity=_raw(c.close_quantity),
         )
     if p is None:
         return _ok(side=str(d.side), position="none")
@@ -666,9 +698,9 @@ def check_position(c: _Ctx) -> _Outcome:
             f"(one-way mode: close it first)",
             side=str(d.side),
             position_side=p.side,
-            position_quantity=_num(p.quantity),
+            position_quantity=_raw(p.quantity),
         )
-    return _ok(side=str(d.side), position_side=p.side, position_quantity=_num(p.quantity))
+    return _ok(side=str(d.side), position_side=p.side, position_quantity=_raw(p.quantity))
 
 
 def check_leverage(c: _Ctx) -> _Outcome:
@@ -709,8 +741,8 @@ def check_tpsl(c: _Ctx) -> _Outcome:
         ref, ref_name = c.mark, "mark"
     detail = {
         "side": str(d.side),
-        "take_profit": _num(tp) if tp is not None else "none",
-        "stop_loss": _num(sl) if sl is not None else "none",
+        "take_profit": _raw(tp) if tp is not None else "none",
+        "stop_loss": _raw(sl) if sl is not None else "none",
         "reference": f"{_num(ref)} ({ref_name})" if ref is not None else "unavailable",
     }
     problem = tpsl_problem(str(d.side), ref, tp, sl, reference_name=ref_name)
@@ -723,8 +755,8 @@ def check_stop_loss_required(c: _Ctx) -> _Outcome:
     existing = c.position.stop_loss if c.position is not None else None
     detail = {
         "require_stop_loss": str(c.limits.require_stop_loss).lower(),
-        "stop_loss": _num(c.decision.stop_loss) if c.decision.stop_loss is not None else "none",
-        "position_stop_loss": _num(existing) if existing is not None else "none",
+        "stop_loss": _raw(c.decision.stop_loss) if c.decision.stop_loss is not None else "none",
+        "position_stop_loss": _raw(existing) if existing is not None else "none",
     }
     if c.limits.require_stop_loss and c.decision.stop_loss is None and existing is None:
         return _fail("STOP_LOSS_REQUIRED", "a stop_loss is required to open (require_stop_loss is on)", **detail)
@@ -737,10 +769,10 @@ def check_market_data(c: _Ctx) -> _Outcome:
     limit_text = f"market_data_max_age_seconds {_num(to_decimal(max_age))}"
     if age is None or c.market.quote is None or c.market.quote.symbol != c.decision.symbol:
         return _fail("MARKET_DATA_STALE", f"no market data for {c.decision.symbol} ({limit_text})", age="none")
-    detail = {"age_seconds": _secs(age, places="0.001"), "max_age_seconds": _num(to_decimal(max_age))}
+    detail = {"age_seconds": _secs(age, places="0.001"), "max_age_seconds": _raw(to_decimal(max_age))}
     if c.mark is None:
         return _fail("MARKET_DATA_STALE", f"no mark price for {c.decision.symbol} (empty book, no mark)", **detail)
-    detail["mark"] = _num(c.mark)
+    detail["mark"] = c.mark
     if age > max_age:
         return _fail(
             "MARKET_DATA_STALE", f"market data for {c.decision.symbol} is {_secs(age)} s old, {limit_text}", **detail
@@ -750,7 +782,7 @@ def check_market_data(c: _Ctx) -> _Outcome:
 
 def check_cooldown(c: _Ctx) -> _Outcome:
     until = c.account.cooldown_until
-    detail = {"cooldown_seconds": _num(to_decimal(c.limits.cooldown_seconds))}
+    detail = {"cooldown_seconds": _raw(to_decimal(c.limits.cooldown_seconds))}
     if until is None or until <= c.now:
         return _ok(**detail, cooldown_until="none" if until is None else _num(to_decimal(until)))
     left = _secs(until - c.now)
@@ -758,22 +790,25 @@ def check_cooldown(c: _Ctx) -> _Outcome:
         "COOLDOWN_ACTIVE",
         f"cooldown active: {left} s left",
         **detail,
-        cooldown_until=_num(to_decimal(until)),
+        cooldown_until=_raw(to_decimal(until)),
         seconds_left=left,
     )
+
+
+_WINDOW_KEYS = {1.0: "orders_last_1s", 60.0: "orders_last_60s"}
 
 
 def _rate_outcome(
     times: tuple[float, ...], now: float, per_second: int | None, per_minute: int | None, scope: str
 ) -> _Outcome:
-    detail: dict[str, str] = {}
+    detail: dict[str, Detail] = {}
     failure: tuple[RejectionCode, str] | None = None
     prefix = "" if scope == "account" else "global "
     windows = ((per_second, 1.0, "max_orders_per_second"), (per_minute, 60.0, "max_orders_per_minute"))
     for limit, window, name in windows:
         in_window = times[bisect.bisect_right(times, now - window):]  # times are ascending
-        detail[f"orders_last_{int(window)}s"] = str(len(in_window))
-        detail[name] = _num(limit)
+        detail[_WINDOW_KEYS[window]] = str(len(in_window))
+        detail[name] = _raw(limit)
         if failure is None and limit is not None and len(in_window) >= limit:
             retry_after = _secs(in_window[-limit] + window - now, places="0.001")
             detail["retry_after_seconds"] = retry_after
@@ -799,7 +834,7 @@ def check_global_rate(c: _Ctx) -> _Outcome:
 
 def check_order_size(c: _Ctx) -> _Outcome:
     limit = c.limits.max_order_notional
-    detail = {"order_notional": _num(c.order_notional), "max_order_notional": _num(limit)}
+    detail = {"order_notional": _raw(c.order_notional), "max_order_notional": _raw(limit)}
     if limit is not None and c.order_notional > limit:
         return _fail(
             "ORDER_TOO_LARGE",
@@ -811,7 +846,7 @@ def check_order_size(c: _Ctx) -> _Outcome:
 
 def check_min_notional(c: _Ctx) -> _Outcome:
     limit = c.limits.min_notional
-    detail = {"order_notional": _num(c.order_notional), "min_notional": _num(limit)}
+    detail = {"order_notional": _raw(c.order_notional), "min_notional": _raw(limit)}
     if limit is not None and c.order_notional < limit:
         return _fail(
             "BELOW_MIN_NOTIONAL",
@@ -827,10 +862,10 @@ def check_position_notional(c: _Ctx) -> _Outcome:
     after = current + c.order_notional
     limit = c.limits.max_position_notional
     detail = {
-        "position_notional": _num(current),
-        "order_notional": _num(c.order_notional),
-        "position_notional_after": _num(after),
-        "max_position_notional": _num(limit),
+        "position_notional": _raw(current),
+        "order_notional": _raw(c.order_notional),
+        "position_notional_after": _raw(after),
+        "max_position_notional": _raw(limit),
     }
     if limit is not None and after > limit:
         return _fail(
@@ -857,11 +892,11 @@ def check_total_exposure(c: _Ctx) -> _Outcome:
     after = positions + orders + c.order_notional
     limit = c.limits.max_total_notional
     detail = {
-        "positions_notional": _num(positions),
-        "open_orders_notional": _num(orders),
-        "order_notional": _num(c.order_notional),
-        "total_notional_after": _num(after),
-        "max_total_notional": _num(limit),
+        "positions_notional": _raw(positions),
+        "open_orders_notional": _raw(orders),
+        "order_notional": _raw(c.order_notional),
+        "total_notional_after": _raw(after),
+        "max_total_notional": _raw(limit),
     }
     if limit is not None and after > limit:
         return _fail(
@@ -880,7 +915,7 @@ def check_open_positions(c: _Ctx) -> _Outcome:
     detail = {
         "open_positions": str(count),
         "opens_new_position": str(opens_new).lower(),
-        "max_open_positions": _num(limit),
+        "max_open_positions": _raw(limit),
     }
     if limit is not None and opens_new and count + 1 > limit:
         return _fail(
@@ -903,15 +938,15 @@ def check_margin(c: _Ctx) -> _Outcome:
     orders_margin = c.account.open_orders_margin
     available = c.account.balance - position_margin - orders_margin
     detail = {
-        "order_notional": _num(c.order_notional),
+        "order_notional": _raw(c.order_notional),
         "leverage": str(leverage),
-        "taker_fee_rate": _num(taker),
-        "estimated_fee": _num(fee),
-        "required_margin": _num(required),
-        "balance": _num(c.account.balance),
-        "position_margin": _num(position_margin),
-        "open_orders_margin": _num(orders_margin),
-        "available_balance": _num(available),
+        "taker_fee_rate": _raw(taker),
+        "estimated_fee": _raw(fee),
+        "required_margin": _raw(required),
+        "balance": _raw(c.account.balance),
+        "position_margin": _raw(position_margin),
+        "open_orders_margin": _raw(orders_margin),
+        "available_balance": _raw(available),
     }
     if required > available:
         return _fail(
@@ -930,14 +965,14 @@ def check_price_deviation(c: _Ctx) -> _Outcome:
     ref = c.decision.reference_price
     limit = c.limits.max_price_deviation_bps
     if ref is None:
-        return _ok(reference_price="none", mark=_num(c.mark), max_price_deviation_bps=_num(limit))
+        return _ok(reference_price="none", mark=_raw(c.mark), max_price_deviation_bps=_raw(limit))
     deviation = bps_between(ref, c.mark)
     shown = _num(deviation.quantize(Decimal("0.01")))
     detail = {
-        "reference_price": _num(ref),
-        "mark": _num(c.mark),
+        "reference_price": _raw(ref),
+        "mark": _raw(c.mark),
         "deviation_bps": shown,
-        "max_price_deviation_bps": _num(limit),
+        "max_price_deviation_bps": _raw(limit),
     }
     if limit is not None and deviation > limit:
         return _fail(
@@ -1068,7 +1103,7 @@ def evaluate(
         results.append(CheckResult(check.name, outcome.failure is None, outcome.detail))
         if outcome.failure is not None:
             code, message = outcome.failure
-            rejection = Rejection(code, message, dict(outcome.detail))
+            rejection = Rejection(code, message, render_details(outcome.detail))
             break
     return RiskVerdict(
         accepted=rejection is None,

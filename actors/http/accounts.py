@@ -18,7 +18,7 @@ from ..domain.book import marks_of
 from ..domain.money import BadAmount, fmt, plain, to_decimal
 from ..domain.performance import performance as compute_performance
 from ..domain.positions import unrealized_total
-from ..domain.risk import InvalidLimits, merge_limits, stricter_state
+from ..domain.risk import InvalidLimits, merge_limits, render_details, stricter_state
 from ..domain.views import order_view, position_view
 from ..messages import (
     AccountUnavailable, ActorCrashed, CancelOrder, CloseAll, SetProtection, SetTradingState, UpdateRiskLimits,
@@ -77,6 +77,17 @@ def decode_limits(body: bytes) -> dict[str, Any]:
 def check_state(state: str) -> None:
     if state not in TRADING_STATES:
         raise APIError(400, "INVALID_FIELD", f"state must be active, reducing or halted, got {state!r}", field="state")
+
+
+_audit_decoder = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def rendered_checks(stored: str | None) -> list[dict[str, Any]]:
+    """An audit row's checks as shown: their numbers (stored as numbers) rendered as text."""
+    if not stored:
+        return []
+    return [{"name": c["name"], "passed": c["passed"], "detail": render_details(c["detail"])}
+            for c in _audit_decoder.decode(stored)]
 
 
 def accounts_blueprint(service: Any) -> Blueprint:
@@ -263,7 +274,7 @@ def accounts_blueprint(service: Any) -> Blueprint:
         def view(row: dict[str, Any]) -> dict[str, Any]:
             return {"seq": row["seq"], "decision_id": row["decision_id"], "ts": row["ts"],
                     "accepted": bool(row["accepted"]), "code": row["code"], "message": row["message"],
-                    "checks": msgspec.Raw(row["checks"].encode()) if row["checks"] else []}
+                    "checks": rendered_checks(row["checks"])}
 
         return await keyset_page(reader, account_id, "audit", view)
 

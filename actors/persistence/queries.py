@@ -24,7 +24,8 @@ from ..domain.views import FillView, OrderView, fill_view, order_view
 from .items import EventRecord
 from .rows import Statement, dec, insert, text, upsert
 
-_check_encoder = msgspec.json.Encoder()
+#: audit details keep their numbers as JSON numbers (exact: Decimal's own digits), rendered when read
+_check_encoder = msgspec.json.Encoder(decimal_format="number")
 
 # ------------------------------------------------------------------------------------ writes
 

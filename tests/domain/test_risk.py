@@ -22,6 +22,7 @@ from actors.domain.risk import (
     GlobalLimits,
     InvalidLimits,
     MarketView,
+    render_details,
     RiskLimits,
     RiskVerdict,
     account_equity,
@@ -169,7 +170,7 @@ def assert_rejected(verdict: RiskVerdict, code: str, check: str, *numbers: str) 
     assert names(verdict) == list(CHECK_NAMES[: CHECK_NAMES.index(check) + 1])
     assert all(c.passed for c in verdict.checks[:-1])
     assert not verdict.checks[-1].passed
-    assert verdict.rejection.details == verdict.checks[-1].detail
+    assert verdict.rejection.details == render_details(verdict.checks[-1].detail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +426,7 @@ def test_close_notional_is_the_closed_quantity_at_the_mark() -> None:
     assert run(close_(), acct=acct, mkt=market(mark=D("120"))).order_notional == D("360")
     clamped = run(close_(quantity=D("5")), acct=acct, mkt=market(mark=D("120")))
     assert clamped.accepted and clamped.order_notional == D("360")
-    assert clamped.checks[CHECK_NAMES.index("position")].detail["close_quantity"] == "3"
+    assert render_details(clamped.checks[CHECK_NAMES.index("position")].detail)["close_quantity"] == "3"
 
 
 def test_close_of_an_unknown_symbol() -> None:
@@ -600,7 +601,7 @@ def test_exposure_values_other_positions_at_entry_without_a_mark() -> None:
     acct = account(positions=(pos("ETHUSDT", qty="2", entry="1500"),))
     verdict = run(acct=acct, limits=RiskLimits(max_total_notional=D("3100")))
     assert verdict.accepted
-    assert verdict.checks[CHECK_NAMES.index("total_exposure")].detail["positions_notional"] == "3000"
+    assert render_details(verdict.checks[CHECK_NAMES.index("total_exposure")].detail)["positions_notional"] == "3000"
 
 
 def test_margin_counts_position_and_open_order_margin() -> None:
