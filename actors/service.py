@@ -37,6 +37,7 @@ from .http.keepalive import KeepAliveGuard
 from .market_data import MarketData, market_data_actor
 from .metrics import ServiceMetrics
 from .persistence import Persistence, Reader, persistence_actor
+from .runtime import tune_collector
 from .persistence.postgres import PostgresBackend, PostgresReader
 from .settings import Settings
 from .supervisor import Supervisor, supervisor_actor
@@ -193,6 +194,7 @@ async def serve_until_signalled(settings: Settings) -> None:
     """``execd serve``: run the service until SIGINT or SIGTERM."""
     async with trio.open_nursery() as nursery:
         service: Service = await nursery.start(run_service, settings)
+        tune_collector()  # what start-up built is frozen; the collector's passes spaced out
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)

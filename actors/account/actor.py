@@ -574,7 +574,7 @@ class AccountActor:
     def service_context(self) -> planner.ServiceContext:
         ctx = self.ctx
         return planner.ServiceContext(global_state=ctx.global_state(),
-                                      global_order_times=tuple(ctx.global_order_times),
+                                      global_order_times=ctx.global_order_times,
                                       global_limits=ctx.global_limits)
 
 

@@ -55,7 +55,8 @@ def client_order_id(account_id: str, order_id: str, purpose: str, revision: int 
     (account, order id, revision); 29 characters of ``[a-z2-7-]``, within the venues' rule."""
     digest = hashlib.sha256(f"{account_id}\x1f{order_id}\x1f{revision}".encode()).digest()
     code = _LEG_CODES.get(purpose, "or")
-    return f"{code}-{base64.b32encode(digest).decode()[:26].lower()}"
+    # 26 characters of base 32 are 130 bits: the first 20 bytes encode them (4 blocks, not 7)
+    return f"{code}-{base64.b32encode(digest[:20]).decode()[:26].lower()}"
 
 
 class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -50,7 +50,7 @@ class ServiceContext(NamedTuple):
     """What the planner reads of the service around the account."""
 
     global_state: TradingState = "active"
-    global_order_times: tuple[float, ...] = ()
+    global_order_times: Sequence[float] = ()  # ascending; the supervisor's window itself, not a copy
     global_limits: GlobalLimits | None = None
 
 
@@ -102,7 +102,7 @@ def account_view(changes: Changes, mark_of: Callable[[str], Decimal | None], ser
         open_orders_notional=notional,
         open_orders_margin=margin,
         cooldown_until=cooldown,
-        recent_order_times=tuple(book.recent_order_times),
+        recent_order_times=book.recent_order_times,
         global_recent_order_times=global_times,
         default_leverage=book.config.default_leverage,
         day_start_equity=day_start,

@@ -68,7 +68,7 @@ import bisect
 
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal, NamedTuple
 
@@ -397,8 +397,8 @@ class AccountView(msgspec.Struct, frozen=True, kw_only=True):
     open_orders_notional: Decimal = ZERO
     open_orders_margin: Decimal = ZERO
     cooldown_until: float | None = None
-    recent_order_times: tuple[float, ...] = ()
-    global_recent_order_times: tuple[float, ...] = ()
+    recent_order_times: Sequence[float] = ()  # ascending (the book's window itself: nothing copied)
+    global_recent_order_times: Sequence[float] = ()
     default_leverage: int = DEFAULT_LEVERAGE
     day_start_equity: Decimal
     peak_equity: Decimal
@@ -566,13 +566,14 @@ def _daily_loss_breach(
         "daily_loss_limit": _raw(limits.daily_loss_limit),
         "daily_loss_limit_pct": _raw(limits.daily_loss_limit_pct),
     }
-    pct_text = "" if loss_pct is None else f" ({_num(loss_pct.quantize(Decimal('0.01')))}% of day start equity)"
     if limits.daily_loss_limit is not None and loss >= limits.daily_loss_limit:
+        pct_text = _pct_text(loss_pct)
         return detail, (
             f"daily loss {_num(loss)}{pct_text} reached daily_loss_limit {_num(limits.daily_loss_limit)} "
             f"(day start equity {_num(account.day_start_equity)}, equity {_num(equity)})"
         )
     if limits.daily_loss_limit_pct is not None and loss_pct is not None and loss_pct >= limits.daily_loss_limit_pct:
+        pct_text = _pct_text(loss_pct)
         return detail, (
             f"daily loss {_num(loss)}{pct_text} reached daily_loss_limit_pct {_num(limits.daily_loss_limit_pct)}% "
             f"(day start equity {_num(account.day_start_equity)}, equity {_num(equity)})"
@@ -580,9 +581,13 @@ def _daily_loss_breach(
     return detail, None
 
 
+def _pct_text(loss_pct: Decimal | None) -> str:
+    return "" if loss_pct is None else f" ({_num(loss_pct.quantize(Decimal('0.01')))}% of day start equity)"
+
+
 def _drawdown_breach(account: AccountView, equity: Decimal, limits: RiskLimits) -> tuple[dict[str, Detail], str | None]:
     drawdown = _pct(account.peak_equity - equity, account.peak_equity)
-    shown = "n/a" if drawdown is None else _num(drawdown.quantize(Decimal("0.01")))
+    shown = "n/a" if drawdown is None else drawdown.quantize(Decimal("0.01"))
     detail = {
         "equity": _raw(equity),
         "peak_equity": _raw(account.peak_equity),
@@ -591,7 +596,7 @@ def _drawdown_breach(account: AccountView, equity: Decimal, limits: RiskLimits) 
     }
     if limits.max_drawdown_pct is not None and drawdown is not None and drawdown >= limits.max_drawdown_pct:
         return detail, (
-            f"drawdown {shown}% from peak equity {_num(account.peak_equity)} (equity {_num(equity)}) "
+            f"drawdown {_num(drawdown.quantize(Decimal('0.01')))}% from peak equity {_num(account.peak_equity)} (equity {_num(equity)}) "
             f"reached max_drawdown_pct {_num(limits.max_drawdown_pct)}%"
         )
     return detail, None
@@ -799,22 +804,22 @@ _WINDOW_KEYS = {1.0: "orders_last_1s", 60.0: "orders_last_60s"}
 
 
 def _rate_outcome(
-    times: tuple[float, ...], now: float, per_second: int | None, per_minute: int | None, scope: str
+    times: Sequence[float], now: float, per_second: int | None, per_minute: int | None, scope: str
 ) -> _Outcome:
     detail: dict[str, Detail] = {}
     failure: tuple[RejectionCode, str] | None = None
     prefix = "" if scope == "account" else "global "
     windows = ((per_second, 1.0, "max_orders_per_second"), (per_minute, 60.0, "max_orders_per_minute"))
     for limit, window, name in windows:
-        in_window = times[bisect.bisect_right(times, now - window):]  # times are ascending
-        detail[_WINDOW_KEYS[window]] = str(len(in_window))
+        in_window = len(times) - bisect.bisect_right(times, now - window)  # times are ascending
+        detail[_WINDOW_KEYS[window]] = str(in_window)
         detail[name] = _raw(limit)
-        if failure is None and limit is not None and len(in_window) >= limit:
-            retry_after = _secs(in_window[-limit] + window - now, places="0.001")
+        if failure is None and limit is not None and in_window >= limit:
+            retry_after = _secs(times[len(times) - limit] + window - now, places="0.001")
             detail["retry_after_seconds"] = retry_after
             failure = (
                 "RATE_LIMITED",
-                f"{prefix}rate limit: {len(in_window)} orders in the last {int(window)} s, "
+                f"{prefix}rate limit: {in_window} orders in the last {int(window)} s, "
                 f"{prefix}{name} {limit} (retry in {retry_after} s)",
             )
     return _Outcome(detail, failure)

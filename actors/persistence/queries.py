@@ -86,8 +86,8 @@ def funding_statement(payment: FundingPayment) -> Statement:
 def audit_statement(account_id: str, decision_id: str | None, ts: float, accepted: bool, code: str | None,
                     message: str | None, checks: Iterable[CheckResult] | bytes) -> Statement:
     """One risk evaluation (the front door writes malformed requests' rows through this too)."""
-    encoded = checks if isinstance(checks, bytes) else _check_encoder.encode(
-        [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in checks])
+    # a CheckResult encodes as {"name", "passed", "detail"}: the structs themselves, no dicts built
+    encoded = checks if isinstance(checks, bytes) else _check_encoder.encode(checks)
     return Statement(
         "INSERT INTO audit (account_id, decision_id, ts, accepted, code, message, checks) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (account_id, decision_id, ts, int(accepted), code, message, encoded.decode()),

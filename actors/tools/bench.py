@@ -44,6 +44,7 @@ from ..clock import ServiceClock
 from ..domain.decisions import DecisionIn, request_fingerprint, validate_decision
 from ..messages import SubmitDecision
 from ..persistence import insert, migrate, open_connection, persistence_actor
+from ..runtime import tune_collector
 from ..service import run_service
 from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
@@ -187,6 +188,7 @@ async def _inprocess(decisions: int, accounts: int, concurrency: int, db: str) -
     async with trio.open_nursery() as nursery:
         service = await nursery.start(lambda task_status: run_service(settings, clock=ServiceClock(), serve_http=False,
                                                                       task_status=task_status))
+        tune_collector()  # as ``execd serve`` does once started
         bodies = []
         for n in range(decisions):
             account = n % accounts
