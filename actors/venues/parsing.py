@@ -7,13 +7,17 @@ validation and ``Decimal`` conversion happen in C; nothing here goes through ``j
 Shapes are those of the official examples (``reference/payloads``); both venues share them.
 A payload that cannot be decoded raises :class:`ParseError`; a well-formed websocket message that
 is not market data we use (``aggTrade``, a diff-depth update...) parses to ``None``.
+
+Websocket market streams are parsed in :mod:`actors.venues.market_frames`, and what both share
+(:class:`ParseError`, the decoding helper, the finiteness checks) lives in
+:mod:`actors.venues.parse_common`; this module re-exports their public names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -27,6 +31,9 @@ from actors.domain.market import (
 )
 
 from actors.domain.margin import default_brackets as margin_brackets
+
+from .market_frames import ControlReply, StreamFrame, parse_frame, parse_stream_message
+from .parse_common import ParseError, Raw, _decode, _finite_book, _finite_mark, _Levels, _optional_decimal
 
 if TYPE_CHECKING:
     from actors.venues.profiles import VenueProfile
@@ -53,24 +60,6 @@ __all__ = [
     "parse_server_time",
     "parse_stream_message",
 ]
-
-Raw = bytes | str
-_Payload = bytes | str | msgspec.Raw  # a frame, or the still-encoded ``data`` of one
-_Levels = tuple[tuple[Decimal, Decimal], ...]
-
-
-class ParseError(ValueError):
-    """A venue payload that does not have the expected shape.
-
-    ``what`` names the payload (``"depth"``, ``"stream btcusdt@bookTicker"``...); the message
-    includes msgspec's path to the offending field and an excerpt of the payload.
-    """
-
-    def __init__(self, what: str, detail: str, raw: _Payload = b"") -> None:
-        self.what = what
-        self.detail = detail
-        excerpt = raw[:120] if isinstance(raw, str) else bytes(raw)[:120].decode("utf-8", "replace")
-        super().__init__(f"cannot parse {what}: {detail}" + (f" (payload: {excerpt!r})" if excerpt else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,81 +165,6 @@ class VenueErrorBody(msgspec.Struct, frozen=True):
     msg: str = ""
 
 
-# websocket events (``gc=False``: short-lived and acyclic, so the collector need not track them)
-
-
-class _WsBookTicker(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="bookTicker"):
-    s: str
-    b: Decimal
-    B: Decimal
-    a: Decimal
-    A: Decimal
-    E: int = 0
-    T: int = 0
-    u: int = 0
-
-
-class _WsMarkPrice(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="markPriceUpdate"):
-    s: str
-    p: Decimal
-    E: int = 0
-    i: str = ""
-    r: str = ""  # "" on delivery contracts
-    T: int = 0
-
-
-class _WsDepth(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="depthUpdate"):
-    s: str
-    b: _Levels
-    a: _Levels
-    E: int = 0
-    T: int = 0
-    u: int = 0
-
-
-class _MarketFrame(msgspec.Struct, frozen=True, gc=False):
-    """The hot path: a combined-stream market event, decoded in one pass (``e`` picks the type)."""
-
-    stream: str
-    data: _WsBookTicker | _WsMarkPrice | _WsDepth
-
-
-class _WsError(msgspec.Struct, frozen=True):
-    code: int | str = 0
-    msg: str = ""
-
-
-_NO_RAW: Final = msgspec.Raw()
-
-
-class _Envelope(msgspec.Struct, frozen=True):
-    """Any frame on a market stream: combined-stream data, a raw event, or a control reply."""
-
-    stream: str | None = None
-    data: msgspec.Raw = _NO_RAW  # empty when absent
-    e: str | None = None  # raw ``/ws/<stream>`` events carry their type at the top level
-    id: int | str | None = None
-    result: msgspec.Raw = _NO_RAW
-    error: _WsError | None = None
-    code: int | str | None = None  # Binance's flat control errors: {"code": 2, "msg": ..., "id": n}
-    msg: str | None = None
-
-
-class ControlReply(msgspec.Struct, frozen=True, kw_only=True):
-    """A reply to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS (``{"result": null, "id": 1}``)."""
-
-    id: int | str | None
-    result: Any = None
-    error_code: int | str | None = None
-    error_msg: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error_code is None
-
-
-StreamFrame = OrderBook | MarkPrice | ControlReply | None
-
 _dec_exchange_info: Final = msgspec.json.Decoder(_ExchangeInfo)
 _dec_depth: Final = msgspec.json.Decoder(_Depth)
 _dec_book_ticker: Final = msgspec.json.Decoder(_BookTicker)
@@ -261,57 +175,6 @@ _dec_brackets: Final = msgspec.json.Decoder(tuple[_SymbolBrackets, ...] | _Symbo
 _dec_commission: Final = msgspec.json.Decoder(_CommissionRate)
 _dec_server_time: Final = msgspec.json.Decoder(_ServerTime)
 _dec_error: Final = msgspec.json.Decoder(VenueErrorBody)
-_dec_envelope: Final = msgspec.json.Decoder(_Envelope)
-_dec_market_frame: Final = msgspec.json.Decoder(_MarketFrame)
-_dec_ws_book_ticker: Final = msgspec.json.Decoder(_WsBookTicker)
-_dec_ws_mark: Final = msgspec.json.Decoder(_WsMarkPrice)
-_dec_ws_depth: Final = msgspec.json.Decoder(_WsDepth)
-_dec_any: Final = msgspec.json.Decoder()
-
-
-def _decode(decoder: msgspec.json.Decoder[Any], raw: _Payload, what: str) -> Any:
-    try:
-        return decoder.decode(raw)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-        raise ParseError(what, str(exc), raw) from None
-
-
-def _optional_decimal(text: str, what: str) -> Decimal | None:
-    if not text:
-        return None
-    try:
-        value = Decimal(text)
-    except ArithmeticError:
-        raise ParseError(what, f"not a decimal: {text!r}") from None
-    if not value.is_finite():
-        raise ParseError(what, f"not a finite number: {text!r}")
-    return value
-
-
-def _finite_book(book: OrderBook, what: str) -> OrderBook:
-    # msgspec accepts "NaN" and "Infinity" as Decimals; a NaN price would poison every comparison
-    for side in (book.bids, book.asks):
-        for price, qty in side:
-            if not (price.is_finite() and qty.is_finite()):
-                raise ParseError(what, f"non-finite level ({price}, {qty})")
-    return book
-
-
-def _finite_mark(mark: MarkPrice, what: str) -> MarkPrice:
-    if not mark.mark.is_finite():
-        raise ParseError(what, f"non-finite mark price {mark.mark}")
-    return mark
-
-
-def _may_be_non_finite(raw: Raw) -> bool:
-    """Whether a frame could hold NaN / Infinity: every spelling contains an "n" or "N".
-
-    Market frames rarely do (only symbol names like BNBUSDT), so the exact per-value check of a
-    20-level book runs only when needed.
-    """
-    if isinstance(raw, str):
-        return "n" in raw or "N" in raw
-    return b"n" in raw or b"N" in raw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,150 +428,3 @@ def build_instruments(
             status=spec.status,
         )
     return instruments
-
-
-# ---------------------------------------------------------------------------------------------
-# Websocket market streams
-# ---------------------------------------------------------------------------------------------
-
-
-def _ticker_book(t: _WsBookTicker, received_at: float) -> OrderBook:
-    return OrderBook(
-        symbol=t.s,
-        bids=((t.b, t.B),),
-        asks=((t.a, t.A),),
-        venue_ms=t.E or t.T,
-        received_at=received_at,
-        depth=False,
-        update_id=t.u,
-    )
-
-
-def _update_mark(m: _WsMarkPrice, received_at: float, what: str) -> MarkPrice:
-    return MarkPrice(
-        symbol=m.s,
-        mark=m.p,
-        index=_optional_decimal(m.i, what),
-        funding_rate=_optional_decimal(m.r, what) or Decimal(0),
-        next_funding_ms=m.T,
-        venue_ms=m.E,
-        received_at=received_at,
-    )
-
-
-def _depth_book(d: _WsDepth, received_at: float) -> OrderBook:
-    return OrderBook(
-        symbol=d.s,
-        bids=d.b,
-        asks=d.a,
-        venue_ms=d.E or d.T,
-        received_at=received_at,
-        depth=True,
-        update_id=d.u,
-    )
-
-
-def _is_partial_depth(stream: str) -> bool:
-    # <symbol>@depth<N>[@speed] is a partial book; <symbol>@depth[@speed] a diff update, which is
-    # not a book and must never be published as one
-    kind = stream.partition("@")[2]
-    return kind.startswith("depth") and kind[5:6].isdigit()
-
-
-def _market_item(
-    data: _WsBookTicker | _WsMarkPrice | _WsDepth, stream: str, received_at: float
-) -> OrderBook | MarkPrice | None:
-    if type(data) is _WsBookTicker:
-        return _ticker_book(data, received_at)
-    if type(data) is _WsMarkPrice:
-        return _update_mark(data, received_at, stream)
-    return _depth_book(data, received_at) if _is_partial_depth(stream) else None
-
-
-def parse_frame(raw: Raw, received_at: float) -> StreamFrame:
-    """Parse one websocket frame of a market stream.
-
-    Returns an :class:`OrderBook` (``bookTicker``: top of book, ``depth<N>``: partial L2), a
-    :class:`MarkPrice` (``markPriceUpdate``), a :class:`ControlReply` (answer to SUBSCRIBE...),
-    or ``None`` for a well-formed frame we do not use.
-
-    The common case, a combined-stream market event, is decoded in a single pass; anything else
-    (control replies, raw events, other streams, malformed frames) takes a slower path that
-    classifies the frame and explains what is wrong with it.
-
-    Raises:
-        ParseError: the frame is not JSON, or a market event lacks a field or has a bad value.
-    """
-    try:
-        frame: _MarketFrame = _dec_market_frame.decode(raw)
-    except msgspec.DecodeError:
-        return _parse_other_frame(raw, received_at)
-    item = _market_item(frame.data, frame.stream, received_at)
-    if item is not None and _may_be_non_finite(raw):
-        return _finite_item(item, frame.stream)
-    return item
-
-
-def _finite_item(item: OrderBook | MarkPrice, what: str) -> OrderBook | MarkPrice:
-    return _finite_book(item, what) if isinstance(item, OrderBook) else _finite_mark(item, what)
-
-
-def _parse_other_frame(raw: Raw, received_at: float) -> StreamFrame:
-    env: _Envelope = _decode(_dec_envelope, raw, "stream frame")
-    item: OrderBook | MarkPrice | None
-    if env.stream is not None:
-        if not env.data:
-            raise ParseError(f"stream {env.stream}", "combined-stream message without data", raw)
-        item = _parse_stream_data(env.stream, env.data, received_at)
-        what = env.stream
-    elif env.e is not None:
-        item = _parse_raw_event(env.e, raw, received_at)
-        what = env.e
-    else:
-        return _control_reply(env)
-    return _finite_item(item, what) if item is not None else None
-
-
-def _parse_stream_data(stream: str, data: _Payload, received_at: float) -> OrderBook | MarkPrice | None:
-    # dispatch on the stream name: <symbol>@bookTicker, <symbol>@markPrice[@1s], <symbol>@depth<N>...
-    kind = stream.partition("@")[2]
-    if kind == "bookTicker":
-        return _ticker_book(_decode(_dec_ws_book_ticker, data, stream), received_at)
-    if kind.startswith("markPrice"):
-        return _update_mark(_decode(_dec_ws_mark, data, stream), received_at, stream)
-    if _is_partial_depth(stream):
-        return _depth_book(_decode(_dec_ws_depth, data, stream), received_at)
-    return None
-
-
-def _parse_raw_event(event: str, raw: Raw, received_at: float) -> OrderBook | MarkPrice | None:
-    # an un-enveloped event (``/ws/<stream>``): partial and diff depth share ``depthUpdate``, so a
-    # raw depth event cannot be told apart and is not handled (use the combined stream)
-    if event == "bookTicker":
-        return _ticker_book(_decode(_dec_ws_book_ticker, raw, event), received_at)
-    if event == "markPriceUpdate":
-        return _update_mark(_decode(_dec_ws_mark, raw, event), received_at, event)
-    return None
-
-
-def _control_reply(env: _Envelope) -> ControlReply | None:
-    if env.error is not None:
-        return ControlReply(id=env.id, error_code=env.error.code, error_msg=env.error.msg)
-    if env.code is not None:
-        return ControlReply(id=env.id, error_code=env.code, error_msg=env.msg or "")
-    if env.id is not None or env.result:
-        result = _dec_any.decode(env.result) if env.result else None
-        return ControlReply(id=env.id, result=result)
-    return None
-
-
-def parse_stream_message(raw: Raw, received_at: float) -> OrderBook | MarkPrice | None:
-    """Parse one combined-stream market message; anything that is not market data gives None.
-
-    This is the entry point of the replay venue (a JSONL file of combined-stream messages).
-
-    Raises:
-        ParseError: a malformed frame (to be counted and skipped by the caller).
-    """
-    frame = parse_frame(raw, received_at)
-    return None if isinstance(frame, ControlReply) else frame
