@@ -23,6 +23,12 @@ How an order's outcome is learned, and never guessed:
 
 Before its first order on a symbol the adapter sets the margin type to ISOLATED and the
 position's leverage (-4046 "no need to change" and its kin count as done).
+
+The pure translations (an intent into the venue's request; venue orders, trades, funding and
+refusals into reports) live in :mod:`actors.execution.live_reports`. The rest stays one file: the
+adapter's order-id and ambiguity bookkeeping (algo and child order ids, the fills streamed per
+order, symbols set up, settling a lost answer) is the adapter's own state, read and written by
+the very methods that send and receive, so it has no seam of its own.
 """
 
 from __future__ import annotations
@@ -33,32 +39,33 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import msgspec
 import tenacity
 import trio
 
 from .. import kill_points
 from ..backoff import Backoff
 from ..domain.execution import (
-    CancelIntent, ExecutionReport, FundingReport, OrderIntent, Report, TradeFill, VenueAccount, VenueIncomeState,
+    CancelIntent, ExecutionReport, OrderIntent, Report, TradeFill, VenueAccount, VenueIncomeState,
     VenueOrderState, VenuePositionState, VenueTradeState,
 )
-from ..domain.filters import NOT_SENT_CODE, RATE_BUDGET_CODE, UNKNOWN_ORDER, VenueReject
+from ..domain.filters import NOT_SENT_CODE, UNKNOWN_ORDER, VenueReject
 from ..messages import AccountCannotStart
 from ..settings import LiveVenueSettings
 from ..venues.credentials import (
     Credentials, CredentialsError, CredentialStore, master_key_from_env, resolve_credentials,
 )
-from ..venues.limits import LocalRateLimited
 from ..venues.profiles import VenueProfile, get_profile
 from ..venues.rest import RateLimited, VenueBanned, VenueError, VenueIOError, VenueUnavailable
 from ..venues.signed_http import AmbiguousOutcome, CredentialsRejected, TradingSettings
 from ..venues.trading import TradingClient
-from ..venues.trading_types import OrderRequest, VenueOrder, VenueTrade
+from ..venues.trading_types import OrderRequest, VenueOrder
 from ..venues.user_events import (
     AccountUpdate, AlgoUpdate, ConditionalOrderTriggerReject, OrderTradeUpdate, StreamConnected, StreamDisconnected,
 )
 from ..venues.user_stream import UserStreamSettings, user_stream
+from .live_reports import (
+    _funding, _invalid, _order_status, _refused, _report, _request, _state, _status_of, _trade_reports, _with_reason,
+)
 
 if TYPE_CHECKING:
     from ..account.context import AccountContext
@@ -67,7 +74,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("actors.execution.live")
 
 #: refused before the venue could act: the order does not exist there
-_TOO_MANY_REQUESTS: Final = -1003  # a 429 without a body
 _NOT_PLACED_CODE: Final = -2013
 #: the venue's "execution status unknown": a cancel whose answer was lost, the order still working
 CANCEL_UNCONFIRMED: Final = -1007
@@ -523,96 +529,6 @@ class _SendAgain(Exception):
     def __init__(self, ambiguous: AmbiguousOutcome) -> None:
         super().__init__(str(ambiguous))
         self.ambiguous = ambiguous
-
-
-def _request(intent: OrderIntent) -> OrderRequest:
-    conditional = intent.type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
-    return OrderRequest(
-        symbol=intent.symbol, side=intent.side, type=intent.type, client_order_id=intent.client_order_id,
-        quantity=None if intent.close_position else intent.quantity, price=intent.price,
-        time_in_force="GTC" if intent.type == "LIMIT" else None,
-        reduce_only=intent.reduce_only and not intent.close_position, close_position=intent.close_position,
-        stop_price=intent.trigger_price if conditional else None,
-        working_type=intent.working_type if conditional else None, price_protect=conditional,
-    )
-
-
-def _report(intent: OrderIntent, exec_type: str, status: str, *, reject: VenueReject | None = None) -> ExecutionReport:
-    return ExecutionReport(client_order_id=intent.client_order_id, symbol=intent.symbol, exec_type=exec_type,  # type: ignore[arg-type]
-                           status=status, side=intent.side, order_type=intent.type, reject=reject)
-
-
-def _refused(intent: OrderIntent, exc: VenueIOError) -> ExecutionReport:
-    if isinstance(exc, (LocalRateLimited, VenueBanned)):  # refused here: nothing was sent
-        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(RATE_BUDGET_CODE, str(exc)))
-    if isinstance(exc, RateLimited):
-        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(exc.code or _TOO_MANY_REQUESTS, exc.msg))
-    if isinstance(exc, VenueError):
-        return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(exc.code, exc.msg))
-    return _report(intent, "REJECTED", "REJECTED", reject=VenueReject(NOT_SENT_CODE, f"not sent: {exc}"))
-
-
-def _invalid(intent: OrderIntent, exc: ValueError) -> VenueReject:
-    """The venue's refusal of an order that fails its parameter rules (checked before sending)."""
-    if intent.quantity is not None and intent.quantity <= 0:
-        return VenueReject(-4003, "Quantity less than or equal to zero.")
-    return VenueReject(-1102, f"invalid order (not sent): {exc}")
-
-
-def _with_reason(report: ExecutionReport, reason: str) -> ExecutionReport:
-    return msgspec.structs.replace(report, reason=reason)
-
-
-def _order_status(order: VenueOrder) -> str:
-    if order.is_algo:
-        return {"CANCELED": "CANCELED", "EXPIRED": "EXPIRED", "REJECTED": "REJECTED"}.get(order.status, "NEW")
-    return _status_of(order.status)
-
-
-def _status_of(status: str) -> str:
-    return "EXPIRED" if status in ("EXPIRED_IN_MATCH", "NEW_INSURANCE", "NEW_ADL") else status
-
-
-def _trade_reports(client_order_id: str, order: VenueOrder, trades: Sequence[VenueTrade], *,
-                   final: bool = False) -> list[Report]:
-    """``final``: the last trade ends the order (a fired closePosition trigger has no size)."""
-    reports: list[Report] = []
-    cumulative = Decimal(0)
-    ordered = sorted(trades, key=lambda t: t.id)
-    for index, trade in enumerate(ordered):
-        cumulative += trade.qty
-        done = cumulative >= order.orig_qty > 0 or (final and index == len(ordered) - 1)
-        reports.append(ExecutionReport(
-            client_order_id=client_order_id, symbol=order.symbol, exec_type="TRADE",
-            status="FILLED" if done else "PARTIALLY_FILLED",
-            venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
-            order_type=order.orig_type, cumulative_quantity=cumulative,
-            fill=TradeFill(fill_id=f"{order.symbol}:{trade.id}", price=trade.price, quantity=trade.qty,
-                           fee=abs(trade.commission), fee_asset=trade.commission_asset,
-                           liquidity="maker" if trade.maker else "taker"),
-            venue_time_ms=trade.time))
-    return reports
-
-
-def _funding(event: AccountUpdate) -> list[Report]:
-    """Funding the venue settled: the balance change of the settlement, on the one position it
-    names (an update naming several is left to reconciliation, which reads the income records)."""
-    if len(event.positions) != 1:
-        return []
-    change = sum((b.balance_change for b in event.balances), Decimal(0))
-    return [FundingReport(symbol=event.positions[0].symbol, funding_time=event.transaction_time, rate=None,
-                          mark=None, amount=change, venue_time_ms=event.event_time)]
-
-
-def _state(order: VenueOrder) -> VenueOrderState:
-    return VenueOrderState(
-        client_order_id=order.client_order_id, symbol=order.symbol, status=_order_status(order),
-        venue_order_id=str(order.venue_order_id), side=order.side,  # type: ignore[arg-type]
-        order_type=order.orig_type, quantity=order.orig_qty or None, filled_quantity=order.executed_qty,
-        average_price=order.avg_price or None, price=order.price or None, trigger_price=order.stop_price,
-        reduce_only=order.reduce_only, close_position=order.close_position, conditional=order.is_conditional,
-        update_time_ms=order.update_time,
-    )
 
 
 # ---------------------------------------------------------------------------------- opening
