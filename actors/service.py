@@ -118,14 +118,7 @@ async def run_service(
     service = Service(settings, clock)
     database = settings.database
     async with trio.open_nursery() as root:
-        backend = None
-        if database.url is not None:  # PostgreSQL; fenced by the shard leases in cluster mode
-            cluster = settings.cluster
-            backend = await trio.to_thread.run_sync(partial(
-                PostgresBackend, database.url, fence=fence_check(cluster.node_id) if cluster is not None else None,
-                idle_in_transaction_seconds=cluster.lease_seconds / 2 if cluster is not None else None,
-                application_name=write_connection_name(cluster.node_id) if cluster is not None else "execd",
-            ))
+        backend = await _postgres_backend(settings)
         service.persistence = await root.start(partial(
             persistence_actor, database.path, synchronous=database.synchronous,
             max_batch=database.max_batch, inline=inline_persistence, backend=backend,
@@ -150,19 +143,7 @@ async def run_service(
             await background.start(supervisor_actor, supervisor, accounts)
             http_stop = trio.Event()
             if serve_http:
-                config = HypercornConfig()
-                config.bind = [f"{settings.server.host}:{settings.server.port}"]
-                config.graceful_timeout = settings.server.shutdown_grace_seconds
-                config.accesslog = None
-                config.errorlog = logging.getLogger("hypercorn.error")
-                # answers given before a request's body has arrived must not stall the connection
-                app = KeepAliveGuard(create_app(service), drain_limit=settings.server.max_body_bytes,
-                                     drain_seconds=settings.server.request_timeout_seconds)
-                binds = await background.start(partial(serve, app, config, shutdown_trigger=http_stop.wait))
-                service.url = binds[0] if binds else None
-                if service.url:
-                    service.port = int(service.url.rsplit(":", 1)[1])
-                log.info("execd listening on %s", service.url)
+                await _serve_http(background, service, settings, http_stop)
             if service.cluster is not None:
                 await background.start(service.cluster.run)
             if settings.broker is not None:
@@ -188,6 +169,39 @@ async def run_service(
     service.reader.close()
     service.stopped.set()
     log.info("stopped")
+
+
+async def _postgres_backend(settings: Settings) -> PostgresBackend | None:
+    """The PostgreSQL backend when the settings name a database URL (None: SQLite); fenced by the
+    shard leases in cluster mode."""
+    database = settings.database
+    backend = None
+    if database.url is not None:  # PostgreSQL; fenced by the shard leases in cluster mode
+        cluster = settings.cluster
+        backend = await trio.to_thread.run_sync(partial(
+            PostgresBackend, database.url, fence=fence_check(cluster.node_id) if cluster is not None else None,
+            idle_in_transaction_seconds=cluster.lease_seconds / 2 if cluster is not None else None,
+            application_name=write_connection_name(cluster.node_id) if cluster is not None else "execd",
+        ))
+    return backend
+
+
+async def _serve_http(background: trio.Nursery, service: Service, settings: Settings, stop: trio.Event) -> None:
+    """Start the HTTP front door (hypercorn) in ``background`` until ``stop`` is set; record its URL
+    and port on ``service``."""
+    config = HypercornConfig()
+    config.bind = [f"{settings.server.host}:{settings.server.port}"]
+    config.graceful_timeout = settings.server.shutdown_grace_seconds
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # answers given before a request's body has arrived must not stall the connection
+    app = KeepAliveGuard(create_app(service), drain_limit=settings.server.max_body_bytes,
+                         drain_seconds=settings.server.request_timeout_seconds)
+    binds = await background.start(partial(serve, app, config, shutdown_trigger=stop.wait))
+    service.url = binds[0] if binds else None
+    if service.url:
+        service.port = int(service.url.rsplit(":", 1)[1])
+    log.info("execd listening on %s", service.url)
 
 
 async def serve_until_signalled(settings: Settings) -> None:

@@ -91,6 +91,14 @@ def rendered_checks(stored: str | None) -> list[dict[str, Any]]:
 
 
 def accounts_blueprint(service: Any) -> Blueprint:
+    """The account routes (list, create, inspect, restart, positions, protection, orders, trades,
+    audit, risk, trading state, close-all...).
+
+    Longer than the house rule on purpose: each Quart route is a closure over the service (its
+    supervisor, reader and request timeout) and over the small helpers defined first here
+    (``summary``...), registered on one blueprint; split into several factories, every one
+    would re-derive the same closure state and the routes of one resource would be scattered.
+    """
     bp = Blueprint("accounts", __name__)
     supervisor = service.supervisor
     reader = service.reader

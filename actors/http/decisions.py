@@ -79,6 +79,12 @@ def stored_result_response(encoded: bytes, *, rejected_status: int, summary: _St
 
 
 def decisions_blueprint(service: Any) -> Blueprint:
+    """The decision routes (submit, read a stored result).
+
+    Just over the house rule on purpose: the Quart routes are closures over the service (its
+    supervisor and request timeout) registered on one blueprint; the work they share is in the
+    module-level helpers above.
+    """
     bp = Blueprint("decisions", __name__)
     supervisor = service.supervisor
     timeout = service.settings.server.request_timeout_seconds

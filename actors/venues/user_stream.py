@@ -210,6 +210,10 @@ async def _serve(
     Nothing but cancellation escapes the nursery (so nothing comes back wrapped in an
     ExceptionGroup): every task records how the connection ended and cancels the others; a
     fatal error (rejected credentials, a consumer gone) is re-raised afterwards.
+
+    Just over the house rule on purpose: the keep-alive and heartbeat tasks are closures sharing
+    ``end`` / ``fatal`` (and the nursery's cancel scope) with the receive loop, so the three
+    ways a connection ends are read in one place.
     """
     ended: list[tuple[str, bool]] = []
     fatal: list[Exception] = []
