@@ -61,6 +61,9 @@ class ServerSettings(_Strict):
     max_body_bytes: int = 64 * 1024
     request_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 10.0
+    #: decisions in flight per decision-stream connection (``/v1/decisions/stream``); when full,
+    #: the server stops reading that socket until one is answered
+    stream_max_in_flight: int = 64
 
 
 class DatabaseSettings(_Strict):
@@ -354,6 +357,9 @@ def parse_settings(text: str, *, source: str = "settings.yaml", env: dict[str, s
 def _validate(settings: Settings, source: str) -> None:
     if not (0 <= settings.server.port <= 65535):
         raise SettingsError(f"{source}: server.port: must be between 0 and 65535, got {settings.server.port}")
+    if not (1 <= settings.server.stream_max_in_flight <= 100_000):
+        raise SettingsError(f"{source}: server.stream_max_in_flight: must be between 1 and 100000, "
+                            f"got {settings.server.stream_max_in_flight}")
     _validate_auth(settings, source)
     url = settings.database.url
     if url is not None and not url.startswith(("postgresql://", "postgres://")):
