@@ -60,9 +60,13 @@ def frames_of_jsonl(lines: Iterable[str], account: str | None) -> tuple[list[str
 
 
 async def stream_decisions(url: str, frames: list[str], on_answer: Callable[[dict[str, Any]], Awaitable[None] | None],
-                           *, token: str | None = None, pending: Callable[[dict[str, Any]], None] | None = None) -> int:
+                           *, token: str | None = None, pending: Callable[[dict[str, Any]], None] | None = None,
+                           window: int | None = None) -> int:
     """Send ``frames`` over one decision-stream connection; ``on_answer`` gets each final answer
-    (``pending`` each ``202`` notice). Returns the number of final answers."""
+    (``pending`` each ``202`` notice). ``window``: at most that many unanswered at once (None:
+    as many as the connection takes; the server's bound then holds the sends). Returns the number
+    of final answers."""
+    room = trio.Semaphore(window) if window is not None else None
     headers = [("Authorization", f"Bearer {token}")] if token else []
     answered = 0
     try:
@@ -70,6 +74,8 @@ async def stream_decisions(url: str, frames: list[str], on_answer: Callable[[dic
             async with trio.open_nursery() as nursery:
                 async def send_all() -> None:
                     for frame in frames:
+                        if room is not None:
+                            await room.acquire()
                         await ws.send_message(frame)
 
                 nursery.start_soon(send_all)
@@ -80,6 +86,8 @@ async def stream_decisions(url: str, frames: list[str], on_answer: Callable[[dic
                             pending(answer)
                         continue
                     answered += 1
+                    if room is not None:
+                        room.release()
                     result = on_answer(answer)
                     if result is not None:
                         await result

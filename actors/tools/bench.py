@@ -7,6 +7,8 @@ Sections:
   pinned to one core) at 1, 32 and 64 connections, driven by ``wrk`` (an independent generator
   that is not the bottleneck), next to the bare Quart-Trio endpoint of :mod:`actors.tools.bench_bare`
   driven the same way; ratio = service / bare.
+* ``stream``: the same decisions over the decision stream (:mod:`actors.tools.bench_stream`) against
+  HTTP (wrk, 64 connections) on the same service, in the same run.
 * ``inprocess``: decisions through supervisor → account → persistence with durable group commit,
   no HTTP, next to a bare group-commit loop of the same number of rows per decision.
 * ``memory``: RSS per idle account actor with 10,000 accounts (fresh process).
@@ -49,11 +51,12 @@ from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
 from .bench_live import measure_live
+from .bench_stream import bench_stream, table_lines as stream_table_lines
 
 #: the directory that holds the ``actors`` package (a checkout, or site-packages once installed):
 #: the benchmark's subprocesses import the very copy that runs it
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-SECTIONS = ("http", "inprocess", "memory", "startup", "alarms", "feed", "live")
+SECTIONS = ("http", "stream", "inprocess", "memory", "startup", "alarms", "feed", "live")
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -422,6 +425,8 @@ def _table(results: dict[str, Any]) -> str:
                          f"{b['rps']:>9}  {b['p50_ms']!s:>7}  {b['p99_ms']!s:>7}  {row['ratio']}")
     elif http:
         lines.append(f"HTTP: {http}")
+    if results.get("stream"):
+        lines += stream_table_lines(results["stream"])
     ip = results.get("inprocess")
     if ip:
         s, b = ip["service"], ip["bare_group_commit"]
@@ -465,7 +470,7 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         print(f"execd bench: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}",
               file=sys.stderr)
         return 2
-    runners = {"http": bench_http, "inprocess": bench_inprocess, "memory": bench_memory,
+    runners = {"http": bench_http, "stream": bench_stream, "inprocess": bench_inprocess, "memory": bench_memory,
                "startup": bench_startup, "alarms": bench_alarms, "feed": bench_feed,
                "live": bench_live}
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
