@@ -114,6 +114,12 @@ class SimVenueSettings(_Strict):
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
     tick_interval_seconds: float = 0.25
     volatility_bps: float = 3.0
+    #: made-up symbols S00000USDT... added to ``symbols`` (benchmarks: thousands of instruments)
+    synthetic_symbols: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.synthetic_symbols <= 100_000:
+            raise ValueError(f"synthetic_symbols must be between 0 and 100000, got {self.synthetic_symbols}")
 
 
 class ReplayVenueSettings(_Strict):
