@@ -83,6 +83,7 @@ class _Connection:
         self.desk = desk
         self.sees = sees
         self.timeout = service.settings.server.request_timeout_seconds
+        self.max_frame = service.settings.server.max_body_bytes
         self.slots = trio.Semaphore(bound)
         self.in_flight = 0
         self.out_send, self.out_receive = trio.open_memory_channel[str](bound)
@@ -104,14 +105,16 @@ class _Connection:
         once why it cannot be submitted."""
         account_id: str | None = None
         decision_id: str | None = None
+        body: bytes | None = None
         try:
+            if len(data) > self.max_frame:  # as HTTP's body limit (413)
+                raise APIError(413, "BODY_TOO_LARGE", f"the frame is larger than {self.max_frame} bytes")
             try:
                 frame = _in_decoder.decode(data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 account_id, decision_id = _names_of(data)
                 raise _frame_error(exc) from None
             account_id, body = frame.account_id, bytes(frame.decision)
-            decision_id = decision_id_of(body)
             if not self.sees(account_id):
                 raise APIError(403, "FORBIDDEN", f"account {account_id!r} is outside this token's accounts")
             check_not_a_twin(self.service, account_id)
@@ -129,6 +132,8 @@ class _Connection:
             if error is None:
                 log.exception("a decision-stream frame on %s", account_id)
                 error = APIError(500, "INTERNAL", "internal error; see the service log")
+            if body is not None:  # the decision the answer is about, if it names itself
+                decision_id = decision_id_of(body)
             self.slots.release()
             await self.out_send.send(error_frame(decision_id, account_id, error))
             return
