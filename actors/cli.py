@@ -396,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run the benchmarks and print ratios to the floors")
     p.add_argument("--out", default="bench-results.json")
     p.add_argument("--quick", action="store_true", help="shorter runs (for a smoke check)")
-    p.add_argument("--only", help="comma-separated sections: http,stream,inprocess,memory,memory_position,startup,"
-                   "startup_100k,positions,alarms,feed,live")
+    p.add_argument("--only", help="comma-separated sections: http,stream,inprocess,memory,memory_position,memory_busy,"
+                   "startup,startup_100k,positions,alarms,feed,live")
     p.set_defaults(fn=cmd_bench)
 
     from .venues.credentials_cli import add_credentials_parser

@@ -13,7 +13,7 @@ Sections:
   no HTTP, next to a bare group-commit loop of the same number of rows per decision.
 * ``memory``: RSS per idle account actor with 10,000 accounts (fresh process).
 * ``startup``: start to ready with 10,000 accounts and 1,000,000 fills in the database.
-* ``memory_position``, ``startup_100k``, ``positions``: how costs grow (:mod:`actors.tools.bench_growth`):
+* ``memory_position``, ``memory_busy``, ``startup_100k``, ``positions``: how costs grow (:mod:`actors.tools.bench_growth`):
   memory per account with a position and its TP/SL, start-up with 100,000 accounts, decision latency
   with 10 / 1,000 / 10,000 open positions on one account and across accounts.
 * ``alarms``: price-alarm tick cost at 100,000 vs 1,000 resting alarms.
@@ -54,15 +54,15 @@ from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
 from .bench_live import measure_live
-from .bench_growth import bench_memory_position, bench_positions, bench_startup_100k
+from .bench_growth import bench_memory_busy, bench_memory_position, bench_positions, bench_startup_100k
 from .bench_growth import table_lines as growth_table_lines
 from .bench_stream import bench_stream, table_lines as stream_table_lines
 
 #: the directory that holds the ``actors`` package (a checkout, or site-packages once installed):
 #: the benchmark's subprocesses import the very copy that runs it
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-SECTIONS = ("http", "stream", "inprocess", "memory", "memory_position", "startup", "startup_100k", "positions",
-            "alarms", "feed", "live")
+SECTIONS = ("http", "stream", "inprocess", "memory", "memory_position", "memory_busy", "startup", "startup_100k",
+            "positions", "alarms", "feed", "live")
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -480,7 +480,7 @@ def run_bench_cli(args: argparse.Namespace) -> int:
     runners = {"http": bench_http, "stream": bench_stream, "inprocess": bench_inprocess, "memory": bench_memory,
                "startup": bench_startup, "alarms": bench_alarms, "feed": bench_feed,
                "live": bench_live, "memory_position": bench_memory_position, "startup_100k": bench_startup_100k,
-               "positions": bench_positions}
+               "positions": bench_positions, "memory_busy": bench_memory_busy}
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                "quick": args.quick}
     for name in sections:

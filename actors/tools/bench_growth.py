@@ -10,6 +10,8 @@
   fills), next to the ``startup`` section's 10,000.
 * ``memory_position``: RSS per account actor holding an open position with a take-profit and a
   stop-loss, next to the same accounts idle (the ``memory`` section's figure), in one process.
+* ``memory_busy``: the Python heap an account keeps after 1,400 decisions (tracemalloc), when its
+  bounded caches are full: what a busy account costs next to an idle one.
 """
 
 from __future__ import annotations
@@ -202,6 +204,53 @@ def memory_position_entry(accounts: int, db: str) -> dict[str, Any]:
     return trio.run(_memory_position, accounts, db)
 
 
+async def _memory_busy(accounts: int, decisions: int, db: str) -> dict[str, Any]:
+    """The Python heap an account keeps once it has made ``decisions`` decisions (open, close, ...):
+    its bounded caches full (the recent results kept for idempotent replays, the recent finished
+    orders kept to recognise late venue reports). tracemalloc counts the Python heap only (not
+    SQLite's page cache, which the accounts share)."""
+    import tracemalloc
+
+    settings = _settings(db, ["warm"], 0)
+
+    def batch(first: int, last: int) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"b-{i}", _open(f"b-{i}-{k}", "BTCUSDT") if k % 2 == 0 else
+                 {"decision_id": f"b-{i}-{k}", "symbol": "BTCUSDT", "action": "close"})
+                for k in range(first, last) for i in range(accounts)]
+
+    async with trio.open_nursery() as nursery:
+        service = await nursery.start(lambda task_status: run_service(
+            settings, clock=ServiceClock(), serve_http=False, task_status=task_status))
+        for i in range(accounts):
+            await service.supervisor.start_account(AccountSettings(id=f"b-{i}", balance=Decimal(100_000)),
+                                                   settings.risk_defaults)
+        await _submit_all(service, batch(0, 2), concurrency=accounts)  # one per worker: each account in order
+        gc.collect()
+        tracemalloc.start(1)
+        before = tracemalloc.take_snapshot()
+        failed = await _submit_all(service, batch(2, decisions), concurrency=accounts)
+        gc.collect()
+        stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
+        tracemalloc.stop()
+        actor = service.supervisor.slots["b-0"].actor
+        kept = {"recent_results": len(actor.recent), "recent_finished_orders": len(actor.book.terminal)}
+        service.request_stop()
+    import os
+
+    from .bench import PACKAGE_PARENT
+
+    top = [{"kib_per_account": round(st.size_diff / 1024 / accounts, 1),
+            "where": f"{os.path.relpath(st.traceback[0].filename, PACKAGE_PARENT)}:{st.traceback[0].lineno}"}
+           for st in stats[:6]]
+    return {"accounts": accounts, "decisions_each": decisions, "failed": failed,
+            "python_heap_kib_per_account": round(sum(st.size_diff for st in stats) / 1024 / accounts, 1),
+            "kept_per_account": kept, "largest": top}
+
+
+def memory_busy_entry(accounts: int, decisions: int, db: str) -> dict[str, Any]:
+    return trio.run(_memory_busy, accounts, decisions, db)
+
+
 def _in_subprocess(function: str, *args: Any, module: str = "bench_growth") -> dict[str, Any]:
     """``actors.tools.<module>.<function>(*args)`` in a fresh process (its memory and start-up
     are its own); its JSON answer, or the error's tail."""
@@ -248,6 +297,15 @@ def bench_memory_position(quick: bool) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_memory_busy(quick: bool) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
+    try:
+        return _in_subprocess("memory_busy_entry", 20 if quick else 50, 600 if quick else 1_400,
+                              str(work / "busy.sqlite3"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def table_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     positions = results.get("positions")
@@ -270,4 +328,9 @@ def table_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"Memory: {mem.get('kib_per_account_with_position')} KiB per account with a position, TP and SL"
                      f" vs {mem.get('kib_per_idle_account')} KiB idle ({mem.get('accounts')} accounts; ratio "
                      f"{mem.get('ratio_to_idle')})" if "error" not in mem else f"Memory with a position: {mem}")
+    busy = results.get("memory_busy")
+    if busy:
+        lines.append(f"Memory: {busy.get('python_heap_kib_per_account')} KiB of Python heap per account after "
+                     f"{busy.get('decisions_each')} decisions each ({busy.get('accounts')} accounts; kept: "
+                     f"{busy.get('kept_per_account')})" if "error" not in busy else f"Memory busy: {busy}")
     return lines
