@@ -2,6 +2,7 @@
 
     execd serve [--settings FILE]
     execd submit ACCOUNT --symbol BTCUSDT --side long --notional 250 [--leverage 5] [--tp P] [--sl P]
+    execd submit --stream FILE [ACCOUNT]     (JSONL of decisions over the decision stream)
     execd close ACCOUNT SYMBOL [--quantity Q]
     execd inspect ACCOUNT | positions ACCOUNT [--status closed] | trades ACCOUNT [--limit N]
     execd halt [ACCOUNT] | resume [ACCOUNT] | close-all [ACCOUNT]
@@ -120,6 +121,14 @@ def _render_inspection(body: dict[str, Any]) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.stream is not None:
+        return _submit_stream(args)
+    missing = [flag for flag, value in (("ACCOUNT", args.account), ("--symbol", args.symbol), ("--side", args.side))
+               if value is None]
+    if args.quantity is None and args.notional is None:
+        missing.append("--quantity or --notional")
+    if missing:
+        raise CLIError(f"submit needs {', '.join(missing)} (or --stream FILE for a JSONL file of decisions)")
     body: dict[str, Any] = {"decision_id": args.id or f"cli-{uuid.uuid4().hex[:12]}", "symbol": args.symbol,
                             "action": "open", "side": args.side}
     for name, value in (("quantity", args.quantity), ("notional", args.notional), ("leverage", args.leverage),
@@ -129,6 +138,41 @@ def cmd_submit(args: argparse.Namespace) -> int:
     payload, status = _request(args, "POST", f"/v1/accounts/{args.account}/decisions", body)
     _emit(args, payload, _render_result)
     return 0 if status < 400 else 1
+
+
+def _submit_stream(args: argparse.Namespace) -> int:
+    """Every decision of a JSONL file over one decision-stream connection, one line per answer.
+    Exit status 0 when every decision was accepted and executed (200), 1 when a line could not be
+    sent (not JSON, no account) or an answer was an error or a rejection (any status >= 400)."""
+    from functools import partial
+
+    import trio
+
+    from .stream_client import StreamError, frames_of_jsonl, render_answer, stream_decisions
+
+    for flag, value in (("--symbol", args.symbol), ("--side", args.side), ("--quantity", args.quantity),
+                        ("--notional", args.notional), ("--id", args.id)):
+        if value is not None:
+            raise CLIError(f"--stream takes its decisions from the file: {flag} does not go with it")
+    try:
+        with open(args.stream, encoding="utf-8") if args.stream != "-" else sys.stdin as source:
+            frames, problems = frames_of_jsonl(source, args.account)
+    except OSError as exc:
+        raise CLIError(f"cannot read {args.stream}: {exc.strerror or exc}") from None
+    for problem in problems:
+        print(f"execd: {args.stream}: {problem} (not sent)", file=sys.stderr)
+    failed = 0
+
+    def show(answer: dict[str, Any]) -> None:
+        nonlocal failed
+        failed += answer["status"] >= 400
+        print(json.dumps(answer, separators=(",", ":")) if args.json else render_answer(answer), flush=True)
+
+    try:
+        trio.run(partial(stream_decisions, args.url, frames, show, token=os.environ.get("EXECD_API_TOKEN")))
+    except StreamError as exc:
+        raise CLIError(str(exc)) from None
+    return 1 if failed or problems else 0
 
 
 def cmd_close(args: argparse.Namespace) -> int:
@@ -295,11 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_token)
 
-    p = client("submit", "submit an open decision")
-    p.add_argument("account")
-    p.add_argument("--symbol", required=True)
-    p.add_argument("--side", required=True, choices=["long", "short"])
-    group = p.add_mutually_exclusive_group(required=True)
+    p = client("submit", "submit an open decision (or a JSONL file of decisions with --stream)")
+    p.add_argument("account", nargs="?", help="the account (with --stream: for lines that are bare decisions)")
+    p.add_argument("--stream", metavar="FILE", help="send every decision of a JSONL file ('-': stdin) over the "
+                   'decision stream; a line is {"account_id": ..., "decision": {...}} or a bare decision for ACCOUNT')
+    p.add_argument("--symbol")
+    p.add_argument("--side", choices=["long", "short"])
+    group = p.add_mutually_exclusive_group()
     group.add_argument("--quantity")
     group.add_argument("--notional")
     p.add_argument("--leverage", type=int)
@@ -355,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run the benchmarks and print ratios to the floors")
     p.add_argument("--out", default="bench-results.json")
     p.add_argument("--quick", action="store_true", help="shorter runs (for a smoke check)")
-    p.add_argument("--only", help="comma-separated sections: http,inprocess,memory,startup,alarms,feed")
+    p.add_argument("--only", help="comma-separated sections: http,stream,inprocess,memory,memory_position,memory_busy,"
+                   "startup,startup_100k,positions,alarms,feed,live")
     p.set_defaults(fn=cmd_bench)
 
     from .venues.credentials_cli import add_credentials_parser

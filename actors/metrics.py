@@ -16,6 +16,8 @@ Metrics (labels in braces):
 ==============================================  =======================================================
 ``execd_decisions_total``                       {account, result, code}: answered decisions
 ``execd_decision_latency_seconds``              histogram: front door to stored result
+``execd_decision_stream_connections``           open decision-stream websockets
+``execd_decision_stream_in_flight``             decisions in flight over them (and the peak per connection)
 ``execd_orders_total``                          {venue, type, status}: placed, filled, canceled, failed
 ``execd_venue_requests_total``                  {venue, endpoint, status}: REST answers of the venues
 ``execd_venue_request_seconds_total``           {venue, endpoint}: time spent in those requests
@@ -81,6 +83,10 @@ class ServiceMetrics:
         self.latency_sum = 0.0
         self.orders: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self._order_types: dict[str, str] = {}  # order id -> type (its later events do not repeat it)
+        #: the decision stream (``/v1/decisions/stream``), kept by its connections
+        self.stream_connections = 0
+        self.stream_in_flight = 0  # decisions submitted over the stream and not yet answered
+        self.stream_peak_in_flight = 0  # the most any one connection held at once
         self.registry.register(_ServiceCollector(self, service))
         self._venue_of = lambda account_id: _venue_of(service, account_id)
 
@@ -108,6 +114,15 @@ class ServiceMetrics:
             else:
                 order_type = self._order_types.get(order_id, "unknown")
             self.orders[(self._venue_of(event.account_id), order_type, status)] += 1
+
+    def stream_gauges(self) -> Iterator[Any]:
+        yield GaugeMetricFamily("execd_decision_stream_connections", "Open decision-stream websockets",
+                                value=self.stream_connections)
+        yield GaugeMetricFamily("execd_decision_stream_in_flight", "Decisions submitted over the decision stream "
+                                "and not yet answered", value=self.stream_in_flight)
+        yield GaugeMetricFamily("execd_decision_stream_peak_in_flight", "The most decisions one decision-stream "
+                                "connection held in flight at once (at most server.stream_max_in_flight)",
+                                value=self.stream_peak_in_flight)
 
     def publishing(self, publish: Callable[[list[CommittedEvent]], None]) -> Callable[[list[CommittedEvent]], None]:
         """``publish`` (the event bus's), counting the orders of each commit first."""
@@ -189,6 +204,7 @@ class _ServiceCollector(Collector):
         for (venue, order_type, status), count in sorted(m.orders.items()):
             orders.add_metric([venue, order_type, status], count)
         yield orders
+        yield from m.stream_gauges()
 
     def _persistence(self) -> Iterator[Any]:
         stats = self.service.persistence.stats

@@ -61,6 +61,9 @@ class ServerSettings(_Strict):
     max_body_bytes: int = 64 * 1024
     request_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 10.0
+    #: decisions in flight per decision-stream connection (``/v1/decisions/stream``); when full,
+    #: the server stops reading that socket until one is answered
+    stream_max_in_flight: int = 64
 
 
 class DatabaseSettings(_Strict):
@@ -111,6 +114,12 @@ class SimVenueSettings(_Strict):
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
     tick_interval_seconds: float = 0.25
     volatility_bps: float = 3.0
+    #: made-up symbols S00000USDT... added to ``symbols`` (benchmarks: thousands of instruments)
+    synthetic_symbols: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.synthetic_symbols <= 100_000:
+            raise ValueError(f"synthetic_symbols must be between 0 and 100000, got {self.synthetic_symbols}")
 
 
 class ReplayVenueSettings(_Strict):
@@ -354,6 +363,9 @@ def parse_settings(text: str, *, source: str = "settings.yaml", env: dict[str, s
 def _validate(settings: Settings, source: str) -> None:
     if not (0 <= settings.server.port <= 65535):
         raise SettingsError(f"{source}: server.port: must be between 0 and 65535, got {settings.server.port}")
+    if not (1 <= settings.server.stream_max_in_flight <= 100_000):
+        raise SettingsError(f"{source}: server.stream_max_in_flight: must be between 1 and 100000, "
+                            f"got {settings.server.stream_max_in_flight}")
     _validate_auth(settings, source)
     url = settings.database.url
     if url is not None and not url.startswith(("postgresql://", "postgres://")):

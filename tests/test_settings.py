@@ -212,3 +212,11 @@ def test_tokens_come_from_the_file_and_the_environment() -> None:
 def test_bad_token_entries_are_refused_naming_the_key(entry: str, message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         parse_settings(VALID + f"auth:\n  tokens:\n    - {entry}\n", source=SOURCE, env={})
+
+
+def test_the_decision_stream_bound_and_synthetic_symbols_are_checked() -> None:
+    assert parse_settings("server: {stream_max_in_flight: 8}\n", source=SOURCE, env={}).server.stream_max_in_flight == 8
+    message = refused("server: {stream_max_in_flight: 0}\n")
+    assert "server.stream_max_in_flight" in message and "got 0" in message
+    message = refused("venues:\n  sim: {synthetic_symbols: 100001}\n")
+    assert "venues.sim" in message and "synthetic_symbols" in message

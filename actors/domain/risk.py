@@ -201,6 +201,7 @@ def _context(
         mark=mark,
         close_quantity=close_quantity,
         order_notional=notional,
+        memo={},
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .decisions import HARD_MAX_LEVERAGE, Decision
 from .limits import HUNDRED, GlobalLimits, RiskLimits
@@ -22,7 +22,7 @@ from .money import ZERO, bps_between, fmt, fmt8, to_decimal
 from .positions import Position
 from .protection import tpsl_problem
 from .risk_types import (
-    AccountView, MarketView, RejectionCode, TradingState, account_equity, effective_leverage, utc_day,
+    AccountView, MarketView, RejectionCode, TradingState, effective_leverage, utc_day,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -148,6 +148,8 @@ class _Ctx(NamedTuple):
     mark: Decimal | None
     close_quantity: Decimal  # closes only
     order_notional: Decimal  # ZERO while unknown (no mark yet)
+    #: what the checks need of every open position, computed once per evaluation (:func:`_portfolio`)
+    memo: dict[str, Any]
 
     @property
     def is_close(self) -> bool:
@@ -395,13 +397,36 @@ def check_position_notional(c: _Ctx) -> _Outcome:
     return _ok(**detail)
 
 
+class _Portfolio(NamedTuple):
+    open_positions: int
+    margin: Decimal  # the open positions' margin
+    notional: Decimal  # at their marks (at entry without one)
+    unrealized: Decimal  # at their marks (0 without one)
+
+
+def _portfolio(c: _Ctx) -> _Portfolio:
+    """One pass over the open positions for every check that needs them (their count, margin,
+    notional, unrealized PnL at the marks, the decision's symbol at the decision's mark): with
+    thousands of positions each pass costs, and the checks used to make five."""
+    found = c.memo.get("portfolio")
+    if found is None:
+        count, margin, notional, unrealized = 0, ZERO, ZERO, ZERO
+        for p in c.account.positions:
+            if p.is_open:
+                count += 1
+                margin += p.margin
+                mark = c.mark_of(p.symbol)
+                if mark is None:
+                    notional += p.notional(p.entry_price)
+                else:
+                    notional += p.notional(mark)
+                    unrealized += p.unrealized_pnl(mark)
+        found = c.memo["portfolio"] = _Portfolio(count, margin, notional, unrealized)
+    return found
+
+
 def _positions_notional(c: _Ctx) -> Decimal:
-    total = ZERO
-    for p in c.account.positions:
-        if p.is_open:
-            mark = c.mark_of(p.symbol)
-            total += p.notional(mark if mark is not None else p.entry_price)
-    return total
+    return _portfolio(c).notional
 
 
 def check_total_exposure(c: _Ctx) -> _Outcome:
@@ -427,7 +452,7 @@ def check_total_exposure(c: _Ctx) -> _Outcome:
 
 
 def check_open_positions(c: _Ctx) -> _Outcome:
-    count = sum(1 for p in c.account.positions if p.is_open)
+    count = _portfolio(c).open_positions
     opens_new = c.position is None
     limit = c.limits.max_open_positions
     detail = {
@@ -452,7 +477,7 @@ def check_margin(c: _Ctx) -> _Outcome:
     taker = c.market.instrument.fees.taker
     fee = c.order_notional * taker
     required = c.order_notional / leverage + fee
-    position_margin = sum((p.margin for p in c.account.positions if p.is_open), ZERO)
+    position_margin = _portfolio(c).margin
     orders_margin = c.account.open_orders_margin
     available = c.account.balance - position_margin - orders_margin
     detail = {
@@ -503,10 +528,8 @@ def check_price_deviation(c: _Ctx) -> _Outcome:
 
 
 def _equity(c: _Ctx) -> Decimal:
-    marks = dict(c.account.marks)
-    if c.mark is not None:
-        marks[c.decision.symbol] = c.mark
-    return account_equity(c.account, marks)
+    """The account's equity at the marks (the decision's symbol at the decision's mark)."""
+    return c.account.balance + _portfolio(c).unrealized
 
 
 def check_daily_loss(c: _Ctx) -> _Outcome:

@@ -21,9 +21,10 @@ from .auth import install_auth
 from .dashboard import dashboard_blueprint
 from .common import json_response
 from .decisions import decisions_blueprint
-from .errors import APIError
+from .errors import APIError, refusal_error
 from .faults import faults_enabled, faults_blueprint
 from .operations import operations_blueprint
+from .stream import stream_blueprint
 from .twin import install_twin_guard, twin_blueprint
 
 log = logging.getLogger("actors.http")
@@ -39,27 +40,11 @@ def create_app(service: Any) -> QuartTrio:
     async def _api_error(error: APIError) -> Response:
         return json_response(error.payload(), error.status, error.headers)
 
-    @app.errorhandler(UnknownAccount)
-    async def _unknown_account(error: UnknownAccount) -> Response:
-        return await _api_error(APIError(404, "UNKNOWN_ACCOUNT", f"no account {error.account_id!r}"))
+    async def _refused(error: Exception) -> Response:
+        return await _api_error(refusal_error(error))  # type: ignore[arg-type]
 
-    @app.errorhandler(AccountUnavailable)
-    async def _unavailable(error: AccountUnavailable) -> Response:
-        retry = str(max(1, int(round(error.retry_after))))
-        return await _api_error(APIError(503, "ACCOUNT_UNAVAILABLE", str(error), headers={"Retry-After": retry}))
-
-    @app.errorhandler(ActorCrashed)
-    async def _crashed(error: ActorCrashed) -> Response:
-        return await _api_error(APIError(503, "ACCOUNT_RESTARTING", f"{error}; retry with the same id",
-                                         headers={"Retry-After": "1"}))
-
-    @app.errorhandler(DecisionConflict)
-    async def _conflict(error: DecisionConflict) -> Response:
-        return await _api_error(APIError(409, "IDEMPOTENCY_CONFLICT", str(error), field="decision_id"))
-
-    @app.errorhandler(CommandRefused)
-    async def _refused(error: CommandRefused) -> Response:
-        return await _api_error(APIError(error.status, error.code, error.message, field=error.field))
+    for refusal in (UnknownAccount, AccountUnavailable, ActorCrashed, DecisionConflict, CommandRefused):
+        app.register_error_handler(refusal, _refused)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
@@ -85,6 +70,7 @@ def create_app(service: Any) -> QuartTrio:
         install_routing(app, service.cluster)
     install_twin_guard(app, service)  # a live account's paper twin is not traded directly
     app.register_blueprint(decisions_blueprint(service))
+    app.register_blueprint(stream_blueprint(service))
     app.register_blueprint(accounts_blueprint(service))
     app.register_blueprint(twin_blueprint(service))
     app.register_blueprint(operations_blueprint(service))

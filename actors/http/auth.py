@@ -60,6 +60,8 @@ ACCESS: dict[str, Access] = {
     # decisions
     "decisions.submit_decision": "trade",
     "decisions.get_decision": "read",
+    "stream.decision_stream": "trade",  # the websocket; each frame's account is checked against the token's
+    "stream.decision_stream_without_upgrade": "public",
     # accounts: reads
     "accounts.list_accounts": "read",
     "accounts.inspect_account": "read",

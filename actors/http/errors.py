@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from ..messages import AccountUnavailable, ActorCrashed, CommandRefused, DecisionConflict, UnknownAccount
+
 
 class APIError(Exception):
     def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
@@ -48,3 +50,22 @@ def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) ->
         return APIError(400, "MALFORMED_JSON", f"the body is not valid JSON: {message}")
     field = path or None
     return APIError(400, "INVALID_FIELD", f"{field}: {message}" if field else message, field=field)
+
+
+def refusal_error(error: Exception) -> APIError | None:
+    """The API error an account's refusal answers (the app's handlers and the decision stream
+    share it), or None for an exception that is no refusal."""
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, UnknownAccount):
+        return APIError(404, "UNKNOWN_ACCOUNT", f"no account {error.account_id!r}")
+    if isinstance(error, AccountUnavailable):
+        retry = str(max(1, int(round(error.retry_after))))
+        return APIError(503, "ACCOUNT_UNAVAILABLE", str(error), headers={"Retry-After": retry})
+    if isinstance(error, ActorCrashed):
+        return APIError(503, "ACCOUNT_RESTARTING", f"{error}; retry with the same id", headers={"Retry-After": "1"})
+    if isinstance(error, DecisionConflict):
+        return APIError(409, "IDEMPOTENCY_CONFLICT", str(error), field="decision_id")
+    if isinstance(error, CommandRefused):
+        return APIError(error.status, error.code, error.message, field=error.field)
+    return None

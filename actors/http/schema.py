@@ -97,6 +97,18 @@ def _op(summary: str, ok: dict[str, Any], *, access: str, body: Any = None, para
     return op
 
 
+STREAM_DESCRIPTION = (
+    "A websocket (RFC 6455); a plain GET answers 426 Upgrade Required to anyone. Each text frame in is "
+    "{\"account_id\": <account>, \"decision\": <a DecisionIn, as POST /v1/accounts/{account_id}/decisions "
+    "takes it>}; each frame out answers one decision as that POST would: {\"decision_id\", \"account_id\", "
+    "\"status\": <the HTTP status>, \"retry_after\": <seconds, with a 503 only>, \"body\": <the HTTP body: "
+    "a DecisionResult (200, 422), a Pending (202, followed by the result once it commits) or an Error (400, 403 "
+    "outside the token's accounts, 404, 409, 503)>}. Results go out as they commit, not necessarily in the "
+    "order sent; correlate them by decision_id. The same validation, roles, idempotency (decision_id and the "
+    "fingerprint of the decision's canonical JSON, shared with HTTP) and audit as HTTP. At most "
+    "server.stream_max_in_flight decisions (default 64) are in flight per connection; beyond that the server "
+    "stops reading the socket until one is answered (nothing is dropped).")
+
 _UNAVAILABLE = {"503": _error("the account is restarting, busy or its inbox is full; retry later", RETRY_AFTER)}
 _PAPER_TWIN = _error("the account is a live account's paper twin (PAPER_TWIN): it cannot be traded directly")
 
@@ -208,6 +220,19 @@ def _paths() -> dict[str, Any]:
             errors={"426": _error("a plain GET (no Upgrade: websocket): the stream is a websocket",
                                   {"Upgrade": {"schema": {"const": "websocket"}}})}),
             "description": "A websocket (RFC 6455). A plain GET answers 426 Upgrade Required to anyone."}},
+        "/v1/decisions/stream": {"get": {**_op(
+            "The decision stream: a websocket carrying decisions in and their results out, several in flight", {
+                "101": {"description": "switching to the websocket (Authorization: Bearer <token> of a trader or "
+                                       "an admin; a browser may send it as the subprotocol bearer.<base64url>)"}},
+            access="trade", params=[
+                _param("Upgrade", "header", {"const": "websocket"}, required=True),
+                _param("Connection", "header", {"const": "Upgrade"}, required=True),
+                _param("Sec-WebSocket-Version", "header", {"const": "13"}, required=True),
+                _param("Sec-WebSocket-Key", "header", {"type": "string", "pattern": r"^[A-Za-z0-9+/]{22}==$"},
+                       required=True)],
+            errors={"426": _error("a plain GET (no Upgrade: websocket): the stream is a websocket",
+                                  {"Upgrade": {"schema": {"const": "websocket"}}})}),
+            "description": STREAM_DESCRIPTION}},
         "/v1/whoami": {"get": _op("The caller's role and accounts", {"200": _json("the caller", s.Whoami)},
                                   access="read")},
         "/health": {"get": _op("Liveness and the feeds' states", {"200": _json("ok or draining", s.Health)},

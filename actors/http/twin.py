@@ -85,12 +85,17 @@ def install_twin_guard(app: QuartTrio, service: Any) -> None:
     async def _twins_are_not_traded() -> None:
         if request.endpoint not in TRADING_ENDPOINTS:
             return
-        slot = service.supervisor.slots.get((request.view_args or {}).get("account_id"))
-        if slot is None or slot.settings.twin_of is None:
-            return
-        live = slot.settings.twin_of
-        raise APIError(409, "PAPER_TWIN", f"account {slot.account_id!r} is the paper twin of live account {live!r}: "
-                       f"it executes the decisions {live!r} accepts and cannot be traded directly; trade {live!r}")
+        check_not_a_twin(service, (request.view_args or {}).get("account_id"))
+
+
+def check_not_a_twin(service: Any, account_id: str | None) -> None:
+    """The 409 ``PAPER_TWIN`` when ``account_id`` is a live account's paper twin."""
+    slot = service.supervisor.slots.get(account_id)
+    if slot is None or slot.settings.twin_of is None:
+        return
+    live = slot.settings.twin_of
+    raise APIError(409, "PAPER_TWIN", f"account {slot.account_id!r} is the paper twin of live account {live!r}: "
+                   f"it executes the decisions {live!r} accepts and cannot be traded directly; trade {live!r}")
 
 
 def twin_blueprint(service: Any) -> Blueprint:

@@ -7,10 +7,15 @@ Sections:
   pinned to one core) at 1, 32 and 64 connections, driven by ``wrk`` (an independent generator
   that is not the bottleneck), next to the bare Quart-Trio endpoint of :mod:`actors.tools.bench_bare`
   driven the same way; ratio = service / bare.
+* ``stream``: the same decisions over the decision stream (:mod:`actors.tools.bench_stream`) against
+  HTTP (wrk, 64 connections) on the same service, in the same run.
 * ``inprocess``: decisions through supervisor → account → persistence with durable group commit,
   no HTTP, next to a bare group-commit loop of the same number of rows per decision.
 * ``memory``: RSS per idle account actor with 10,000 accounts (fresh process).
 * ``startup``: start to ready with 10,000 accounts and 1,000,000 fills in the database.
+* ``memory_position``, ``memory_busy``, ``startup_100k``, ``positions``: how costs grow (:mod:`actors.tools.bench_growth`):
+  memory per account with a position and its TP/SL, start-up with 100,000 accounts, decision latency
+  with 10 / 1,000 / 10,000 open positions on one account and across accounts.
 * ``alarms``: price-alarm tick cost at 100,000 vs 1,000 resting alarms.
 * ``feed``: websocket market-data ingest (the fake exchange on loopback; source checkout only).
 * ``live``: a live account against the fake exchange in its own process: decision-to-fill latency
@@ -50,11 +55,15 @@ from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
 from .bench_live import measure_live
+from .bench_growth import bench_memory_busy, bench_memory_position, bench_positions, bench_startup_100k
+from .bench_growth import table_lines as growth_table_lines
+from .bench_stream import bench_stream, table_lines as stream_table_lines
 
 #: the directory that holds the ``actors`` package (a checkout, or site-packages once installed):
 #: the benchmark's subprocesses import the very copy that runs it
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-SECTIONS = ("http", "inprocess", "memory", "startup", "alarms", "feed", "live")
+SECTIONS = ("http", "stream", "inprocess", "memory", "memory_position", "memory_busy", "startup", "startup_100k",
+            "positions", "alarms", "feed", "live")
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -424,6 +433,8 @@ def _table(results: dict[str, Any]) -> str:
                          f"{b['rps']:>9}  {b['p50_ms']!s:>7}  {b['p99_ms']!s:>7}  {row['ratio']}")
     elif http:
         lines.append(f"HTTP: {http}")
+    if results.get("stream"):
+        lines += stream_table_lines(results["stream"])
     ip = results.get("inprocess")
     if ip:
         s, b = ip["service"], ip["bare_group_commit"]
@@ -438,6 +449,7 @@ def _table(results: dict[str, Any]) -> str:
     if start:
         lines.append(f"Startup: ready in {start.get('ready_seconds')} s with {start.get('accounts')} accounts and"
                      f" {start.get('fills_in_db')} fills" if "error" not in start else f"Startup: {start}")
+    lines += growth_table_lines(results)
     alarms = results.get("alarms")
     if alarms:
         lines.append(f"Alarms: {json.dumps(alarms)}")
@@ -467,9 +479,10 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         print(f"execd bench: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}",
               file=sys.stderr)
         return 2
-    runners = {"http": bench_http, "inprocess": bench_inprocess, "memory": bench_memory,
+    runners = {"http": bench_http, "stream": bench_stream, "inprocess": bench_inprocess, "memory": bench_memory,
                "startup": bench_startup, "alarms": bench_alarms, "feed": bench_feed,
-               "live": bench_live}
+               "live": bench_live, "memory_position": bench_memory_position, "startup_100k": bench_startup_100k,
+               "positions": bench_positions, "memory_busy": bench_memory_busy}
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                "quick": args.quick}
     for name in sections:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from decimal import Decimal
 
 from ..domain.margin import default_brackets
@@ -58,8 +59,32 @@ SIM_SYMBOLS: dict[str, SimSymbol] = {
 }
 
 
+_SYNTHETIC = re.compile(r"S(\d{5})USDT")
+
+
+def synthetic_symbols(count: int) -> tuple[str, ...]:
+    """``count`` made-up symbols (``S00000USDT``, ``S00001USDT``...): a venue with as many
+    instruments as a benchmark needs (10,000 open positions on one account need 10,000 symbols)."""
+    return tuple(f"S{i:05d}USDT" for i in range(count))
+
+
+def sim_spec(symbol: str) -> SimSymbol | None:
+    """The parameters of a sim symbol: one of :data:`SIM_SYMBOLS`, or a synthetic one (priced
+    between 10 and 99.9, altcoin-like filters and ladder)."""
+    spec = SIM_SYMBOLS.get(symbol)
+    if spec is None and (match := _SYNTHETIC.fullmatch(symbol)) is not None:
+        start = 10 + int(match.group(1)) % 900 / 10
+        spec = SimSymbol(symbol, f"{start:.1f}", "0.001", "0.1", "500", ALT_LADDER)
+        SIM_SYMBOLS_SYNTHETIC[symbol] = spec
+    return spec
+
+
+SIM_SYMBOLS_SYNTHETIC: dict[str, SimSymbol] = {}
+
+
 def sim_instrument(symbol: str) -> Instrument:
-    spec = SIM_SYMBOLS[symbol]
+    spec = sim_spec(symbol)
+    assert spec is not None, symbol
     return Instrument(
         symbol=symbol,
         base_asset=symbol.removesuffix("USDT"),
@@ -90,14 +115,16 @@ class SimMarket:
     """A deterministic market: the same seed and the same step times give the same books."""
 
     def __init__(self, seed: int, symbols: tuple[str, ...], *, volatility_bps: float = 3.0, levels: int = 25) -> None:
-        unknown = [s for s in symbols if s not in SIM_SYMBOLS]
+        unknown = [s for s in symbols if sim_spec(s) is None]
         if unknown:
-            raise ValueError(f"sim venue has no symbol {unknown[0]} (it has {', '.join(SIM_SYMBOLS)})")
+            raise ValueError(f"sim venue has no symbol {unknown[0]} (it has {', '.join(SIM_SYMBOLS)}, and "
+                             "synthetic_symbols: N adds S00000USDT...)")
         self._rng = random.Random(seed)
         self.symbols = tuple(symbols)
+        self._specs = {s: sim_spec(s) for s in symbols}
         self.levels = levels
         self.volatility = volatility_bps / 10_000
-        self._log_mid = {s: math.log(float(SIM_SYMBOLS[s].start)) for s in symbols}
+        self._log_mid = {s: math.log(float(self._specs[s].start)) for s in symbols}  # type: ignore[union-attr]
         self._premium = {s: 0.0 for s in symbols}
         self._funding = {s: 0.0001 for s in symbols}
         self.update_id = 0
@@ -110,7 +137,7 @@ class SimMarket:
         self.update_id += 1
         out = []
         for symbol in self.symbols:
-            out.append(self._step_symbol(SIM_SYMBOLS[symbol], now_ms, received_at))
+            out.append(self._step_symbol(self._specs[symbol], now_ms, received_at))  # type: ignore[arg-type]
         return out
 
     def _step_symbol(self, spec: SimSymbol, now_ms: int, received_at: float) -> tuple[OrderBook, MarkPrice]:

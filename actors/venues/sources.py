@@ -33,7 +33,7 @@ from .parsing import build_instruments, parse_leverage_brackets
 from .profiles import get_profile
 from .recorded import MarketEvent, load_instruments, load_market
 from .rest import PublicRestClient
-from .sim import SimMarket
+from .sim import SimMarket, synthetic_symbols
 
 log = logging.getLogger("actors.venues")
 
@@ -46,7 +46,8 @@ def source_for(name: str, settings: Settings, clock: ServiceClock) -> Source:
     """The source of venue ``name`` as configured."""
     venue = settings.venue_settings(name)
     if isinstance(venue, SimVenueSettings):
-        return sim_source(venue.seed, venue.symbols, venue.tick_interval_seconds, venue.volatility_bps, clock)
+        symbols = venue.symbols + synthetic_symbols(venue.synthetic_symbols)
+        return sim_source(venue.seed, symbols, venue.tick_interval_seconds, venue.volatility_bps, clock)
     if isinstance(venue, ReplayVenueSettings):
         return replay_file_source(venue, clock)
     return live_source(name, venue, clock)

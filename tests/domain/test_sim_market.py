@@ -56,3 +56,22 @@ def test_next_funding_time_is_the_next_8h_boundary() -> None:
     assert next_funding_ms(0) == eight
     assert next_funding_ms(eight - 1) == eight
     assert next_funding_ms(eight) == 2 * eight
+
+
+def test_synthetic_symbols_give_a_venue_as_many_instruments_as_asked() -> None:
+    from actors.venues.sim import synthetic_symbols
+
+    symbols = synthetic_symbols(2_000)
+    assert len(set(symbols)) == 2_000 and symbols[0] == "S00000USDT" and symbols[-1] == "S01999USDT"
+    market = SimMarket(5, ("BTCUSDT", *symbols))
+    stepped = market.step(1_700_000_000_000, 1_700_000_000.0)
+    assert [book.symbol for book, _ in stepped] == ["BTCUSDT", *symbols]
+    for book, mark in stepped[1:]:
+        assert 9 < mark.mark < 101 and book.bids[0][0] < book.asks[0][0]
+        assert sim_instrument(book.symbol).filters.min_notional == Decimal("5")
+    try:
+        SimMarket(5, ("NOPEUSDT",))
+    except ValueError as exc:
+        assert "NOPEUSDT" in str(exc) and "synthetic_symbols" in str(exc)
+    else:
+        raise AssertionError("an unknown symbol was accepted")

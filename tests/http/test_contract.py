@@ -3,9 +3,10 @@ per operation, a fixed seed) against a live service on loopback, with an admin t
 
 No failure, no server error, no timeout: every answer is declared and matches its schema, every
 schema-valid request is accepted or refused for a declared business reason (409, 422), every
-schema-invalid one is refused, requests without a valid token get 401. ``GET /v1/events`` is left
-out of the run: it is a websocket (an HTTP fuzzer cannot hold one); its plain-GET answer (426) and
-its auth are tested below and in ``test_roles.py``.
+schema-invalid one is refused, requests without a valid token get 401. ``GET /v1/events`` and
+``GET /v1/decisions/stream`` are left out of the run: they are websockets (an HTTP fuzzer cannot
+hold one); their plain-GET answer (426) and their auth are tested below, in ``test_roles.py`` and
+in ``test_decision_stream.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
                  f"{service.url}/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
                  "--seed", str(SEED), "--workers", "1", "--request-timeout", "10", "--no-color",
                  "--header", f"Authorization: Bearer {TOKEN}", "--exclude-path", "/v1/events",
+                 "--exclude-path", "/v1/decisions/stream",
                  "--report", "junit", "--report-dir", str(tmp_path / "report")],
                 capture_stdout=True, capture_stderr=True, check=False, cwd=tmp_path)
             service.request_stop()
@@ -52,6 +54,7 @@ async def test_the_document_declares_what_the_routes_answer(service: Service, cl
     with trio.fail_after(20):
         spec = (await client.get("/openapi.json")).json()
         plain_get = await client.get("/v1/events")
+        stream_get = await client.get("/v1/decisions/stream")
         metrics = await client.get("/metrics")
     paths = spec["paths"]
     submit = paths["/v1/accounts/{account_id}/decisions"]["post"]["responses"]
@@ -61,6 +64,9 @@ async def test_the_document_declares_what_the_routes_answer(service: Service, cl
     events = paths["/v1/events"]["get"]
     assert {"101", "426"} <= set(events["responses"])
     assert plain_get.status_code == 426 and plain_get.headers["upgrade"] == "websocket"
+    stream = paths["/v1/decisions/stream"]["get"]
+    assert {"101", "426"} <= set(stream["responses"]) and stream["x-required-access"] == "trade"
+    assert stream_get.status_code == 426
     (metrics_type,) = paths["/metrics"]["get"]["responses"]["200"]["content"]
     assert metrics.headers["content-type"] == metrics_type
     decision = spec["components"]["schemas"]["DecisionIn"]

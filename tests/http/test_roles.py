@@ -52,6 +52,7 @@ ROUTES: list[tuple[str, str, Any, Any]] = [
     ("GET", "/", ALL, None),
     ("GET", "/dashboard/app.js", ALL, None),
     ("GET", "/v1/events", ALL, None),  # without an upgrade: 426 for anyone (the websocket is below)
+    ("GET", "/v1/decisions/stream", ALL, None),  # the same (its websocket: tests/http/test_decision_stream.py)
     ("GET", "/metrics", READ, None),
     ("GET", "/v1/whoami", READ, None),
     ("GET", "/v1/accounts", READ, None),
