@@ -33,7 +33,9 @@ from . import twin
 if TYPE_CHECKING:
     from .actor import AccountActor
 
-RECENT_DECISIONS = 256
+#: results answered from memory to a repeated id (retries come within seconds; an older repeat is
+#: answered from the database when its commit is refused by the unique index)
+RECENT_DECISIONS = 64
 _encode = msgspec.json.Encoder(decimal_format="string").encode
 
 

@@ -23,6 +23,9 @@ from .positions import Position, unrealized_total
 from .risk import CheckResult, RiskLimits, TradingState
 
 RECENT_TERMINAL_ORDERS: Final = 512  # client ids of finished orders kept to recognise late reports
+#: a paper account's venue answers on the spot and never late: a short window is enough there
+#: (it keeps a busy paper account's memory small: finished orders and their fill ids are most of it)
+RECENT_TERMINAL_ORDERS_PAPER: Final = 32
 ORDER_TIMES_KEPT: Final = 512  # submit times of recent orders, for the order-rate limits
 _NO_ORDER_TIMES: Final[collections.deque[float]] = collections.deque(maxlen=0)  # shared, never written
 
@@ -192,7 +195,8 @@ class AccountBook:
                 self.client_ids.pop(order.client_order_id, None)
                 self.terminal[order.client_order_id] = order
                 self.terminal.move_to_end(order.client_order_id)
-                while len(self.terminal) > RECENT_TERMINAL_ORDERS:
+                while len(self.terminal) > (RECENT_TERMINAL_ORDERS_PAPER if self.config.is_paper
+                                            else RECENT_TERMINAL_ORDERS):
                     _, evicted = self.terminal.popitem(last=False)
                     self.applied_fills.pop(evicted.id, None)
         for fill in changes.fills:  # forgotten with the order, when it leaves the recent ones
