@@ -68,6 +68,7 @@ _ORDER_STATUS = {"order.placed": "placed", "order.filled": "filled", "order.canc
 
 class _OrderType(msgspec.Struct):
     order_type: str = ""
+    status: str = ""  # order.filled: FILLED once the order is done
 
 
 _order_type = msgspec.json.Decoder(_OrderType)
@@ -111,6 +112,8 @@ class ServiceMetrics:
                 if len(self._order_types) > 100_000:
                     self._order_types.clear()  # bounded: a later event of an old order counts as "unknown"
                 self._order_types[order_id] = order_type
+            elif status == "canceled" or (status == "filled" and _order_type.decode(payload).status == "FILLED"):
+                order_type = self._order_types.pop(order_id, "unknown")  # done: its type is not needed again
             else:
                 order_type = self._order_types.get(order_id, "unknown")
             self.orders[(self._venue_of(event.account_id), order_type, status)] += 1

@@ -44,7 +44,8 @@ def _settings(db: str, accounts: list[str], synthetic: int) -> Any:
     text = (f"server: {{host: 127.0.0.1, port: 0}}\ndatabase: {{path: {db}}}\nlog_level: WARNING\n"
             f"venues:\n  sim: {{seed: 3, symbols: [BTCUSDT, ETHUSDT], synthetic_symbols: {synthetic},"
             f" tick_interval_seconds: 3600}}\n"
-            f"risk: {{cooldown_seconds: 0, market_data_max_age_seconds: 86400}}\n"
+            f"risk: {{cooldown_seconds: 0, market_data_max_age_seconds: 86400,"
+            f" max_orders_per_second: 100000, max_orders_per_minute: 1000000}}\n"
             f"supervisor: {{inbox_size: 256}}\naccounts:\n{rows}\n")
     return parse_settings(text, source="bench", env={})
 
@@ -214,7 +215,8 @@ async def _memory_busy(accounts: int, decisions: int, db: str) -> dict[str, Any]
     settings = _settings(db, ["warm"], 0)
 
     def batch(first: int, last: int) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"b-{i}", _open(f"b-{i}-{k}", "BTCUSDT") if k % 2 == 0 else
+        # 500 USDT: 20 would round down to a quantity of 0 on BTCUSDT's 0.001 step (rejected, -4003)
+        return [(f"b-{i}", _open(f"b-{i}-{k}", "BTCUSDT", notional="500") if k % 2 == 0 else
                  {"decision_id": f"b-{i}-{k}", "symbol": "BTCUSDT", "action": "close"})
                 for k in range(first, last) for i in range(accounts)]
 
