@@ -113,6 +113,22 @@ _UNAVAILABLE = {"503": _error("the account is restarting, busy or its inbox is f
 _PAPER_TWIN = _error("the account is a live account's paper twin (PAPER_TWIN): it cannot be traded directly")
 
 
+def _not_upgraded() -> dict[str, Any]:
+    return {"426": _error("a plain GET (no Upgrade: websocket): the stream is a websocket",
+                          {"Upgrade": {"schema": {"const": "websocket"}}})}
+
+
+def _websocket_handshake() -> list[dict[str, Any]]:
+    """The headers of a websocket handshake (RFC 6455), as the two websocket routes declare them."""
+    return [
+        _param("Upgrade", "header", {"const": "websocket"}, required=True),
+        _param("Connection", "header", {"const": "Upgrade"}, required=True),
+        _param("Sec-WebSocket-Version", "header", {"const": "13"}, required=True),
+        _param("Sec-WebSocket-Key", "header", {"type": "string", "pattern": r"^[A-Za-z0-9+/]{22}==$"},
+               required=True),
+    ]
+
+
 def _paths() -> dict[str, Any]:
     """The OpenAPI ``paths``: one entry per route, in the order the document lists them.
 
@@ -212,26 +228,15 @@ def _paths() -> dict[str, Any]:
                 _param("after", "query", {"type": "integer", "minimum": 0}),
                 _param("tail", "query", {"type": "integer", "minimum": 0, "maximum": 1000},
                        description="start with the last N events instead"),
-                _param("Upgrade", "header", {"const": "websocket"}, required=True),
-                _param("Connection", "header", {"const": "Upgrade"}, required=True),
-                _param("Sec-WebSocket-Version", "header", {"const": "13"}, required=True),
-                _param("Sec-WebSocket-Key", "header", {"type": "string", "pattern": r"^[A-Za-z0-9+/]{22}==$"},
-                       required=True)],
-            errors={"426": _error("a plain GET (no Upgrade: websocket): the stream is a websocket",
-                                  {"Upgrade": {"schema": {"const": "websocket"}}})}),
+                *_websocket_handshake()],
+            errors=_not_upgraded()),
             "description": "A websocket (RFC 6455). A plain GET answers 426 Upgrade Required to anyone."}},
         "/v1/decisions/stream": {"get": {**_op(
             "The decision stream: a websocket carrying decisions in and their results out, several in flight", {
                 "101": {"description": "switching to the websocket (Authorization: Bearer <token> of a trader or "
                                        "an admin; a browser may send it as the subprotocol bearer.<base64url>)"}},
-            access="trade", params=[
-                _param("Upgrade", "header", {"const": "websocket"}, required=True),
-                _param("Connection", "header", {"const": "Upgrade"}, required=True),
-                _param("Sec-WebSocket-Version", "header", {"const": "13"}, required=True),
-                _param("Sec-WebSocket-Key", "header", {"type": "string", "pattern": r"^[A-Za-z0-9+/]{22}==$"},
-                       required=True)],
-            errors={"426": _error("a plain GET (no Upgrade: websocket): the stream is a websocket",
-                                  {"Upgrade": {"schema": {"const": "websocket"}}})}),
+            access="trade", params=_websocket_handshake(),
+            errors=_not_upgraded()),
             "description": STREAM_DESCRIPTION}},
         "/v1/whoami": {"get": _op("The caller's role and accounts", {"200": _json("the caller", s.Whoami)},
                                   access="read")},

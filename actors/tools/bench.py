@@ -55,13 +55,11 @@ from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
 from .bench_live import measure_live
+from .bench_process import PACKAGE_PARENT, in_subprocess, scratch
 from .bench_growth import bench_memory_busy, bench_memory_position, bench_positions, bench_startup_100k
 from .bench_growth import table_lines as growth_table_lines
 from .bench_stream import bench_stream, table_lines as stream_table_lines
 
-#: the directory that holds the ``actors`` package (a checkout, or site-packages once installed):
-#: the benchmark's subprocesses import the very copy that runs it
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 SECTIONS = ("http", "stream", "inprocess", "memory", "memory_position", "memory_busy", "startup", "startup_100k",
             "positions", "alarms", "feed", "live")
 
@@ -367,13 +365,7 @@ async def _startup(db: str, accounts: int) -> dict[str, Any]:
 
 
 def _in_subprocess(function: str, *args: Any) -> dict[str, Any]:
-    code = (f"import json, trio, sys; from actors.tools import bench; "
-            f"print(json.dumps(bench.{function}(*{args!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)})
-    if out.returncode != 0:
-        return {"error": out.stderr[-2000:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_subprocess("bench", function, *args, timeout=1800)
 
 
 def memory_entry(accounts: int, db: str) -> dict[str, Any]:
@@ -390,20 +382,14 @@ def startup_entry(accounts: int, fills: int, db: str) -> dict[str, Any]:
 
 
 def bench_memory(quick: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
-    try:
+    with scratch() as work:
         return _in_subprocess("memory_entry", 1_000 if quick else 10_000, str(work / "memory.sqlite3"))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def bench_startup(quick: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
-    try:
+    with scratch() as work:
         return _in_subprocess("startup_entry", 1_000 if quick else 10_000, 100_000 if quick else 1_000_000,
                               str(work / "startup.sqlite3"))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def bench_alarms(quick: bool) -> dict[str, Any]:

@@ -17,12 +17,9 @@
 from __future__ import annotations
 
 import gc
-import shutil
 import statistics
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -33,6 +30,7 @@ from ..domain.decisions import DecisionIn, request_fingerprint, validate_decisio
 from ..messages import SubmitDecision
 from ..service import run_service
 from ..settings import AccountSettings, parse_settings
+from .bench_process import in_subprocess, scratch
 
 PROBES = 200  # decisions timed at each level
 
@@ -239,7 +237,7 @@ async def _memory_busy(accounts: int, decisions: int, db: str) -> dict[str, Any]
         service.request_stop()
     import os
 
-    from .bench import PACKAGE_PARENT
+    from .bench_process import PACKAGE_PARENT
 
     top = [{"kib_per_account": round(st.size_diff / 1024 / accounts, 1),
             "where": f"{os.path.relpath(st.traceback[0].filename, PACKAGE_PARENT)}:{st.traceback[0].lineno}"}
@@ -253,59 +251,31 @@ def memory_busy_entry(accounts: int, decisions: int, db: str) -> dict[str, Any]:
     return trio.run(_memory_busy, accounts, decisions, db)
 
 
-def _in_subprocess(function: str, *args: Any, module: str = "bench_growth") -> dict[str, Any]:
-    """``actors.tools.<module>.<function>(*args)`` in a fresh process (its memory and start-up
-    are its own); its JSON answer, or the error's tail."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from .bench import PACKAGE_PARENT
-
-    code = (f"import json; from actors.tools import {module}; "
-            f"print(json.dumps({module}.{function}(*{args!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600,
-                         env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)})
-    if out.returncode != 0:
-        return {"error": out.stderr[-2000:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def bench_positions(quick: bool) -> dict[str, Any]:
     levels = [10, 1_000, 3_000] if quick else [10, 1_000, 10_000]
-    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
-    try:
-        return {"one_account": _in_subprocess("positions_entry", "one", levels, str(work / "one.sqlite3")),
-                "across_accounts": _in_subprocess("positions_entry", "across", levels, str(work / "across.sqlite3"))}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch() as work:
+        return {"one_account": in_subprocess("bench_growth", "positions_entry", "one", levels, str(work / "one.sqlite3")),
+                "across_accounts": in_subprocess("bench_growth", "positions_entry", "across", levels,
+                                                 str(work / "across.sqlite3"))}
 
 
 def bench_startup_100k(quick: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
-    try:
-        return _in_subprocess("startup_entry", 20_000 if quick else 100_000, 100_000 if quick else 1_000_000,
-                              str(work / "startup.sqlite3"), module="bench")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch() as work:
+        return in_subprocess("bench", "startup_entry", 20_000 if quick else 100_000, 100_000 if quick else 1_000_000,
+                             str(work / "startup.sqlite3"))
 
 
 def bench_memory_position(quick: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
-    try:
-        return _in_subprocess("memory_position_entry", 1_000 if quick else 10_000, str(work / "memory.sqlite3"))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch() as work:
+        return in_subprocess("bench_growth", "memory_position_entry", 1_000 if quick else 10_000,
+                             str(work / "memory.sqlite3"))
 
 
 def bench_memory_busy(quick: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="execd-bench-"))
-    try:
-        return _in_subprocess("memory_busy_entry", 20 if quick else 50, 600 if quick else 1_400,
-                              str(work / "busy.sqlite3"))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch() as work:
+        return in_subprocess("bench_growth", "memory_busy_entry", 20 if quick else 50, 600 if quick else 1_400,
+                             str(work / "busy.sqlite3"))
+
 
 
 def table_lines(results: dict[str, Any]) -> list[str]:
