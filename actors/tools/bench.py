@@ -31,7 +31,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -55,7 +54,7 @@ from ..settings import AccountSettings, parse_settings
 from .bench_alarms import measure_tick_cost
 from .bench_feed import measure_feed_ingest
 from .bench_live import measure_live
-from .bench_process import PACKAGE_PARENT, in_subprocess, scratch
+from .bench_process import PACKAGE_PARENT, in_subprocess, scratch, startup_line, stop
 from .bench_growth import bench_memory_busy, bench_memory_position, bench_positions, bench_startup_100k
 from .bench_growth import table_lines as growth_table_lines
 from .bench_stream import bench_stream, table_lines as stream_table_lines
@@ -177,11 +176,7 @@ def bench_http(quick: bool) -> dict[str, Any]:
         db.close()
     finally:
         for process in (service, bare):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
         shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -433,8 +428,7 @@ def _table(results: dict[str, Any]) -> str:
                      f" started in {mem.get('start_seconds')} s)" if "error" not in mem else f"Memory: {mem}")
     start = results.get("startup")
     if start:
-        lines.append(f"Startup: ready in {start.get('ready_seconds')} s with {start.get('accounts')} accounts and"
-                     f" {start.get('fills_in_db')} fills" if "error" not in start else f"Startup: {start}")
+        lines.append(startup_line(start, "Startup"))
     lines += growth_table_lines(results)
     alarms = results.get("alarms")
     if alarms:

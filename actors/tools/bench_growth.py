@@ -30,7 +30,7 @@ from ..domain.decisions import DecisionIn, request_fingerprint, validate_decisio
 from ..messages import SubmitDecision
 from ..service import run_service
 from ..settings import AccountSettings, parse_settings
-from .bench_process import in_subprocess, scratch
+from .bench_process import in_subprocess, scratch, startup_line
 
 PROBES = 200  # decisions timed at each level
 
@@ -293,8 +293,7 @@ def table_lines(results: dict[str, Any]) -> list[str]:
                          f"fewest) {part['ratio_p50']}; opened {seeds}")
     start = results.get("startup_100k")
     if start:
-        lines.append(f"Startup: ready in {start.get('ready_seconds')} s with {start.get('accounts')} accounts and"
-                     f" {start.get('fills_in_db')} fills" if "error" not in start else f"Startup 100k: {start}")
+        lines.append(startup_line(start, "Startup 100k"))
     mem = results.get("memory_position")
     if mem:
         lines.append(f"Memory: {mem.get('kib_per_account_with_position')} KiB per account with a position, TP and SL"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,3 +40,20 @@ def in_subprocess(module: str, function: str, *args: Any, timeout: float = 3600)
     if out.returncode != 0:
         return {"error": out.stderr[-2000:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM a benchmark's server process; killed if it has not exited 30 s later."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def startup_line(start: dict[str, Any], label: str) -> str:
+    """A start-up section's line of the report (``startup``, ``startup_100k``)."""
+    if "error" in start:
+        return f"{label}: {start}"
+    return (f"Startup: ready in {start.get('ready_seconds')} s with {start.get('accounts')} accounts and"
+            f" {start.get('fills_in_db')} fills")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from .bench_process import stop
 
 ACCOUNTS = 64
 
@@ -142,11 +143,7 @@ def bench_stream(quick: bool) -> dict[str, Any]:
         best = max((row.get("per_second") or 0 for row in results["stream"]), default=0)
         results["ratio"] = round(best / http_rps, 3) if http_rps else None
     finally:
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.kill()
+        stop(service)
         shutil.rmtree(work, ignore_errors=True)
     return results
 
