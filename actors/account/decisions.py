@@ -89,16 +89,23 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
         changes.decisions.append(DecisionEntry(decision.decision_id, msg.fingerprint, msg.request_json, "pending",
                                                _encode(pending), insert=True))
         planner.audit(changes, decision.decision_id, verdict.checks, None)
+    # an emergency close-all cancels the order's way to the venue; where nothing on that way can
+    # wait (the paper venue without latency), there is nothing to interrupt and no scope to pay for
+    work = trio.CancelScope() if actor.adapter.interruptible else None
     try:
-        with trio.CancelScope() as work:
-            actor.mailbox.work_scope = work
-            try:
-                result = await _execute(actor, changes, decision, verdict, planned, market)
-            finally:
-                actor.mailbox.work_scope = None
+        if work is None:
+            result = await _execute(actor, changes, decision, verdict, planned, market)
+        else:
+            with work:
+                actor.mailbox.work_scope = work
+                try:
+                    result = await _execute(actor, changes, decision, verdict, planned, market)
+                finally:
+                    actor.mailbox.work_scope = None
     except IntegrityError:  # the intent's commit refused a resent id: nothing was sent
         return await _stored(actor, msg)
-    if work.cancelled_caught:  # by an emergency close-all
+    cancelled = work is not None and work.cancelled_caught
+    if cancelled:  # by an emergency close-all
         if write_ahead:  # the intent is durable and may have reached the venue: it stays pending
             order = actor.book.orders.get(planned.order.id)  # committed: still open, or settled since
             if order is not None:
@@ -115,7 +122,7 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
         result = planner.reject(changes, decision, Rejection(
             code="CANCELLED", message="cancelled by an emergency close-all before it was executed",
         ), (), market.mark_of)
-    return await _store(actor, msg, changes, result, inserted=write_ahead and not work.cancelled_caught)
+    return await _store(actor, msg, changes, result, inserted=write_ahead and not cancelled)
 
 
 async def _execute(actor: AccountActor, changes: Changes, decision: Decision, verdict: RiskVerdict,

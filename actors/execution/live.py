@@ -105,6 +105,7 @@ class ReconcileRequested:
 class LiveAdapter:
     is_paper = False
     write_ahead = True
+    interruptible = True
     #: the account reconciles with this venue (:mod:`actors.account.reconcile`)
     reconcilable = True
 

@@ -96,6 +96,7 @@ class PaperVenue:
         self._positions = positions
         self._funded_until = funded_until
         self._latency = latency
+        self.interruptible = latency > 0  # an entry or exit waits its latency on the way
         self._working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = (
             "CONTRACT_PRICE" if trigger_price == "last" else "MARK_PRICE")
         self._working: dict[str, Working] = {}  # by client order id

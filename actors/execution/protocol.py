@@ -50,6 +50,9 @@ class ExecutionAdapter(Protocol):
     #: True: the intent must be durable before :meth:`submit` (anything that talks to a venue).
     #: False (paper): submit's effects are local and provisional until :meth:`settle`.
     write_ahead: bool
+    #: True: sending an order may wait (for a venue's answer, a simulated latency), so an emergency
+    #: close-all can interrupt a decision on its way; False: the order is answered without waiting.
+    interruptible: bool
 
     async def submit(self, intent: OrderIntent) -> Sequence[Report]:
         """Send an order. Returns what the venue answered at once (possibly nothing); the rest

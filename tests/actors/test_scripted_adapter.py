@@ -42,6 +42,7 @@ class ScriptedVenue:
 
     is_paper = False
     write_ahead = True
+    interruptible = True
 
     def __init__(self, inner: PaperVenue, ctx: AccountContext, nursery: trio.Nursery) -> None:
         self.venue = inner.venue
