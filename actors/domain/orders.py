@@ -17,7 +17,6 @@ Reports may arrive out of order; a status never moves back (:func:`later_status`
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from decimal import Decimal
@@ -55,8 +54,16 @@ def client_order_id(account_id: str, order_id: str, purpose: str, revision: int 
     (account, order id, revision); 29 characters of ``[a-z2-7-]``, within the venues' rule."""
     digest = hashlib.sha256(f"{account_id}\x1f{order_id}\x1f{revision}".encode()).digest()
     code = _LEG_CODES.get(purpose, "or")
-    # 26 characters of base 32 are 130 bits: the first 20 bytes encode them (4 blocks, not 7)
-    return f"{code}-{base64.b32encode(digest[:20]).decode()[:26].lower()}"
+    # the first 26 characters of the lower-case RFC 4648 base 32 of the digest: its first 130 bits,
+    # ten at a time (base64.b32encode gives the same text at several times the cost)
+    bits = int.from_bytes(digest[:17], "big") >> 6
+    pairs = _B32_PAIRS
+    return code + "-" + "".join([pairs[(bits >> shift) & 1023] for shift in range(120, -1, -10)])
+
+
+_B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+#: every 10-bit value as its two base-32 characters
+_B32_PAIRS: Final[tuple[str, ...]] = tuple(a + b for a in _B32_ALPHABET for b in _B32_ALPHABET)
 
 
 class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
