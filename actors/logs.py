@@ -14,8 +14,6 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal, TextIO
 
@@ -28,14 +26,23 @@ _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("execd
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
 
-@contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
-    """Add ``fields`` to every line logged by this task (and the tasks it starts) in the block."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+class log_context:  # noqa: N801 - used as a function: ``with log_context(decision_id=...):``
+    """Add ``fields`` to every line logged by this task (and the tasks it starts) in the block.
+
+    A plain class, not a generator context manager: every decision enters one, and this costs a
+    third as much."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        fields = self._fields
+        self._token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+    def __exit__(self, *exc: object) -> None:
+        _context.reset(self._token)
 
 
 def set_log_context(**fields: Any) -> None:

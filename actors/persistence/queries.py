@@ -108,9 +108,25 @@ def account_row(book: AccountBook, changes: Changes) -> dict[str, Any]:
         "funding": text(book.funding + changes.funding), "trading_state": state,
         "state_reason": reason, "state_source": source, "cooldown_until": cooldown,
         "peak_equity": text(changes.peak_equity or book.peak_equity), "day_start_equity": text(day_start),
-        "day": day, "risk_overrides": msgspec.json.encode(limits).decode(),
-        "settings": msgspec.json.encode(config).decode(), "updated_at": changes.now,
+        "day": day, "risk_overrides": _json_of(limits), "settings": _json_of(config), "updated_at": changes.now,
     }
+
+
+#: the JSON of an account's settings and limits by object identity (they change rarely and are
+#: written with every account row); an entry holds its object, so its id is not reused meanwhile
+_JSON_OF: dict[int, tuple[object, str]] = {}
+_JSON_OF_SIZE = 4096
+
+
+def _json_of(value: object) -> str:
+    entry = _JSON_OF.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    encoded = msgspec.json.encode(value).decode()
+    if len(_JSON_OF) >= _JSON_OF_SIZE:
+        _JSON_OF.clear()
+    _JSON_OF[id(value)] = (value, encoded)
+    return encoded
 
 
 def changes_statements(book: AccountBook, changes: Changes) -> list[Statement]:

@@ -19,7 +19,12 @@ class Statement(NamedTuple):
 
 def text(value: Decimal | None) -> str | None:
     """Decimals are stored as TEXT, exactly (no float on the way)."""
-    return None if value is None else format(value, "f")
+    if value is None:
+        return None
+    # str() is plain notation unless the exponent is positive or the number very small; it is
+    # then what format "f" gives, at a third of the cost
+    rendered = str(value)
+    return format(value, "f") if "E" in rendered else rendered
 
 
 def dec(value: str | None) -> Decimal | None:
