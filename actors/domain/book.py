@@ -246,6 +246,9 @@ class Changes:
         #: positions closed while handling this message, by id: kept across :meth:`reset` (a
         #: checkpoint moves them out of the book, the answer still reports them)
         self.closed: dict[str, Position] = {}
+        #: the last position view built (the position, its mark, the view): the decision's result
+        #: shows the same position at the same mark as its event, and builds it once
+        self.last_position_view: tuple[Position, Decimal | None, Any] | None = None
 
     # -- lookups over the book
 

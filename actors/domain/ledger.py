@@ -346,7 +346,10 @@ def _summarize(changes: Changes, execution: OrderExecution, ctx: LedgerContext) 
             changes.emit(TradeOpened(position_id=position.id, symbol=position.symbol, side=position.side,
                                      quantity=fmt(position.quantity), entry_price=fmt(position.entry_price),
                                      leverage=position.leverage))
-        changes.emit(position_view(position, ctx.mark_of(position.symbol)))
+        mark = ctx.mark_of(position.symbol)
+        view = position_view(position, mark)
+        changes.last_position_view = (position, mark, view)
+        changes.emit(view)
         if not position.is_open:
             changes.emit(TradeClosed(position_id=position.id, symbol=position.symbol, reason=position.close_reason,
                                      exit_price=fmt(position.exit_price), realized_pnl=fmt(position.realized_pnl),

@@ -33,7 +33,7 @@ from .risk import (
     AccountView, CheckResult, GlobalLimits, MarketView, Rejection, RiskVerdict, TradingState,
     cooldown_until_after, evaluate, stricter_state, utc_day,
 )
-from .views import DecisionResult, ErrorView, FillView, RejectionView, order_view, position_view
+from .views import DecisionResult, ErrorView, FillView, PositionView, RejectionView, order_view, position_view
 
 WORKING_TYPES = {"mark": "MARK_PRICE", "last": "CONTRACT_PRICE"}
 
@@ -352,13 +352,25 @@ def result(changes: Changes, decision: Decision, status: str, mark_of: Callable[
         rejection=None if rejection is None else RejectionView(code=rejection.code, message=rejection.message,
                                                                details=dict(rejection.details)),
         order=None if order is None else order_view(order),
-        fills=sorted(fills, key=lambda f: execution_order(f.id)),
-        position=None if position is None else position_view(position, mark_of(position.symbol)),
+        fills=_in_execution_order(fills),
+        position=None if position is None else _position_view(changes, position, mark_of(position.symbol)),
         protective_orders=protective,
         balance=fmt(changes.balance),
         created_at=changes.now,
         error=None if rejection is None else ErrorView(code=rejection.code, message=rejection.message),
     )
+
+
+def _position_view(changes: Changes, position: Position, mark: Decimal | None) -> PositionView:
+    built = changes.last_position_view
+    if built is not None and built[0] is position and built[1] == mark:
+        return built[2]  # type: ignore[no-any-return]
+    return position_view(position, mark)
+
+
+def _in_execution_order(fills: Iterable[FillView]) -> list[FillView]:
+    fills = list(fills)
+    return fills if len(fills) < 2 else sorted(fills, key=lambda f: execution_order(f.id))
 
 
 def execution_order(fill_id: str) -> tuple[tuple[int, int | str], ...]:

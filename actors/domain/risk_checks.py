@@ -286,18 +286,23 @@ def check_stop_loss_required(c: _Ctx) -> _Outcome:
 def check_market_data(c: _Ctx) -> _Outcome:
     max_age = c.limits.market_data_max_age_seconds
     age = c.market.age(c.now)
-    limit_text = f"market_data_max_age_seconds {_num(to_decimal(max_age))}"
     if age is None or c.market.quote is None or c.market.quote.symbol != c.decision.symbol:
-        return _fail("MARKET_DATA_STALE", f"no market data for {c.decision.symbol} ({limit_text})", age="none")
+        return _fail("MARKET_DATA_STALE", f"no market data for {c.decision.symbol} ({_age_limit(max_age)})",
+                     age="none")
     detail = {"age_seconds": _secs(age, places="0.001"), "max_age_seconds": _raw(to_decimal(max_age))}
     if c.mark is None:
         return _fail("MARKET_DATA_STALE", f"no mark price for {c.decision.symbol} (empty book, no mark)", **detail)
     detail["mark"] = c.mark
     if age > max_age:
         return _fail(
-            "MARKET_DATA_STALE", f"market data for {c.decision.symbol} is {_secs(age)} s old, {limit_text}", **detail
+            "MARKET_DATA_STALE", f"market data for {c.decision.symbol} is {_secs(age)} s old, {_age_limit(max_age)}",
+            **detail
         )
     return _ok(**detail)
+
+
+def _age_limit(max_age: float) -> str:
+    return f"market_data_max_age_seconds {_num(to_decimal(max_age))}"
 
 
 def check_cooldown(c: _Ctx) -> _Outcome:
