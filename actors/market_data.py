@@ -195,15 +195,24 @@ class MarketData:
 
     # ---- commands (by message, processed by the actor)
 
+    async def _command(self, command: Any) -> None:
+        """Queue ``command`` for the actor. Once the actor has returned (the service is stopping:
+        it outlives every account otherwise), there is no one to act on it, and nothing to keep:
+        alarms and symbols live only in the actor, and an account re-registers its own on start."""
+        try:
+            await self._commands.send(command)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("market data %s has stopped: %s dropped", self.venue, type(command).__name__)
+
     async def add_alarm(self, alarm: Alarm, *, check_now: bool = True) -> None:
-        await self._commands.send(AddAlarm(alarm, check_now))
+        await self._command(AddAlarm(alarm, check_now))
 
     async def cancel_alarms(self, *alarm_ids: str) -> None:
         if alarm_ids:
-            await self._commands.send(CancelAlarms(tuple(alarm_ids)))
+            await self._command(CancelAlarms(tuple(alarm_ids)))
 
     async def cancel_account_alarms(self, account_id: str) -> None:
-        await self._commands.send(CancelAccountAlarms(account_id))
+        await self._command(CancelAccountAlarms(account_id))
 
     async def acquire(self, symbol: str, holder: str) -> None:
         """``holder`` (an account) needs ``symbol`` live; idempotent per holder, so an actor that
@@ -214,7 +223,7 @@ class MarketData:
         holders.add(holder)
         if len(holders) == 1:
             self._watched_since[symbol] = self._clock.now()
-            await self._commands.send(AcquireSymbol(symbol))
+            await self._command(AcquireSymbol(symbol))
 
     async def release(self, symbol: str, holder: str) -> None:
         holders = self._holders.get(symbol)
@@ -224,7 +233,7 @@ class MarketData:
         if not holders:
             del self._holders[symbol]
             self._watched_since.pop(symbol, None)
-            await self._commands.send(ReleaseSymbol(symbol))
+            await self._command(ReleaseSymbol(symbol))
 
     def register_account(self, account_id: str, sink: AlarmSink) -> None:
         """Where this account's fired alarms go (its supervisor-owned mailbox)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import random
 from collections.abc import Callable
 from functools import partial
@@ -242,6 +243,13 @@ class Supervisor:
                     if not reported:
                         reported = True
                         task_status.started()
+                    if trio.current_effective_deadline() == -math.inf:
+                        # a hard stop (the service's scope cancelled): the account failed on its way
+                        # down, often because an actor it talks to went first; nothing to restart
+                        slot.status = "stopped"
+                        log.warning("account %s stopped by a hard stop (%s)", slot.account_id, _describe(exc))
+                        self._fail_in_flight(slot, exc, AccountUnavailable(slot.account_id, "service is shutting down"))
+                        return
                     cannot = _leaf(exc, AccountCannotStart)
                     if cannot is not None:  # restarting would not help: failed until an operator acts
                         await self._cannot_start(slot, cannot)
@@ -334,8 +342,12 @@ class Supervisor:
 
     async def _event(self, slot: AccountSlot, payload: Payload) -> None:
         with trio.CancelScope(shield=True):
-            await self.persistence.commit([], [event_record(
-                slot.account_id, slot.settings.mode == "paper", self.clock.now(), payload)])
+            try:
+                await self.persistence.commit([], [event_record(
+                    slot.account_id, slot.settings.mode == "paper", self.clock.now(), payload)])
+            except trio.BrokenResourceError:  # the persistence actor returned: a hard stop
+                log.warning("account %s: %s not recorded, the service is stopping", slot.account_id,
+                            type(payload).__name__)
 
     def restart(self, account_id: str) -> AccountSlot:
         """Operator reset of a ``failed`` account."""

@@ -129,30 +129,48 @@ async def persistence_actor(
     stats = PersistenceStats()
     handle = Persistence(send, stats, backend.dialect)
     task_status.started(handle)
+
+    async def run(batch: list[Item]) -> None:
+        started = trio.current_time()
+        # Shielded: a batch taken from the channel is always run and answered. (to_thread.run_sync
+        # checks for cancellation before it starts the thread: unshielded, a cancellation arriving
+        # between the take and the round would drop the batch and strand its waiting writers.)
+        if inline:
+            results = backend.run_round(batch)
+        else:
+            with trio.CancelScope(shield=True):
+                results = await trio.to_thread.run_sync(backend.run_round, batch, limiter=writer)
+        stats.round_seconds += trio.current_time() - started
+        _deliver(handle, batch, results)
+
     try:
         async with receive:
-            while True:
-                try:
-                    first = await receive.receive()
-                except trio.EndOfChannel:
-                    break
-                batch: list[Item] = [first]
-                while len(batch) < max_batch:
+            try:
+                while True:
                     try:
-                        batch.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                        first = await receive.receive()
+                    except trio.EndOfChannel:
                         break
-                started = trio.current_time()
-                # Not cancellable: a round that started always finishes, so a reply is never lost.
-                if inline:
-                    results = backend.run_round(batch)
-                else:
-                    results = await trio.to_thread.run_sync(backend.run_round, batch, limiter=writer)
-                stats.round_seconds += trio.current_time() - started
-                _deliver(handle, batch, results)
+                    await run(_take(receive, [first], max_batch))
+            finally:
+                # Cancelled (a hard stop): what is queued was sent by tasks that wait for its answer,
+                # often shielded (a commit in flight is never abandoned). Commit it, then close the
+                # channel with no checkpoint in between: a later send fails at once, none waits for ever.
+                while batch := _take(receive, [], max_batch):
+                    await run(batch)
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(backend.close, limiter=writer)
+
+
+def _take(receive: trio.MemoryReceiveChannel[Item], batch: list[Item], max_batch: int) -> list[Item]:
+    """Add what is queued to ``batch``, up to ``max_batch`` items, without waiting."""
+    while len(batch) < max_batch:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return batch
 
 
 def _deliver(handle: Persistence, batch: list[Item], results: list[Any]) -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
+from actors.messages import Reply
 from actors.persistence import (
     SCHEMA_VERSION, EventRecord, IntegrityError, insert, migrate, open_connection, persistence_actor,
 )
+from actors.persistence.items import Commit
 
 
 async def test_group_commit_puts_everything_queued_in_one_round(tmp_path: Path) -> None:
@@ -78,3 +84,66 @@ def test_migrations_are_versioned_and_refuse_a_newer_schema(tmp_path: Path) -> N
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(RuntimeError, match="newer"):
         migrate(conn)
+
+
+
+@pytest.mark.timeout(60)  # the failure is a hang: shielded waits outlive fail_after
+async def test_a_cancelled_actor_commits_what_was_queued_before_it_returns(tmp_path: Path) -> None:
+    """A hard stop (the service's scope cancelled) must not strand a shielded commit: an account
+    waiting on a commit it queued gets its answer, and a commit queued after the actor returned
+    fails at once instead of waiting for ever."""
+    db = str(tmp_path / "p.sqlite3")
+    row = {"id": "f", "account_id": "a", "order_id": "o", "symbol": "BTCUSDT", "side": "BUY", "quantity": "1",
+           "price": "2", "fee": "0", "liquidity": "taker", "realized_pnl": "0", "top_of_book_only": 0, "ts": 0.0}
+    round_may_end = threading.Event()
+    answered: list[str] = []
+    late: list[BaseException] = []
+
+    def slow_read(connection: object) -> None:  # holds the actor in a round on its thread
+        round_may_end.wait(10)
+
+    async def shielded(coro_fn: Callable[[], Awaitable[object]], done: Callable[[], None]) -> None:
+        with trio.CancelScope(shield=True):
+            await coro_fn()
+            done()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            persistence = await nursery.start(persistence_actor, db)
+            nursery.start_soon(shielded, partial(persistence.call, slow_read), lambda: None)
+            await trio.testing.wait_all_tasks_blocked()
+            for n in range(50):  # queued while the round runs: none of them taken yet
+                nursery.start_soon(shielded, partial(persistence.commit, [insert("fills", {**row, "id": f"f-{n}"})]),
+                                   partial(answered.append, f"f-{n}"))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()  # the actor returns once its round is over
+            round_may_end.set()
+        with trio.CancelScope(shield=True):
+            try:
+                await persistence.commit([insert("fills", {**row, "id": "late"})])
+            except trio.BrokenResourceError as exc:
+                late.append(exc)
+    assert sorted(answered) == sorted(f"f-{n}" for n in range(50))
+    assert len(late) == 1  # refused at once: nobody will ever answer it
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0] == 50
+
+
+@pytest.mark.timeout(60)  # the failure is a hang: shielded waits outlive fail_after
+async def test_a_batch_taken_as_the_actor_is_cancelled_is_still_committed_and_answered(tmp_path: Path) -> None:
+    """The race a hard stop hit under load: the actor is handed a commit (woken with it) and is
+    cancelled before it has started the round's thread. The batch it holds must still be run."""
+    db = str(tmp_path / "p.sqlite3")
+    row = {"id": "taken", "account_id": "a", "order_id": "o", "symbol": "BTCUSDT", "side": "BUY", "quantity": "1",
+           "price": "2", "fee": "0", "liquidity": "taker", "realized_pnl": "0", "top_of_book_only": 0, "ts": 0.0}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            persistence = await nursery.start(persistence_actor, db)
+            await trio.testing.wait_all_tasks_blocked()  # the actor waits on its channel
+            reply: Reply[list[int]] = Reply()
+            persistence._send.send_nowait(Commit(statements=[insert("fills", row)], reply=reply))  # wakes it
+            nursery.cancel_scope.cancel()  # before it runs
+            with trio.CancelScope(shield=True):
+                assert await reply.wait() == []
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT id FROM fills").fetchall() == [("taken",)]

@@ -158,3 +158,51 @@ async def test_a_conflicting_body_answered_202_never_reads_another_bodys_result(
             service.request_stop()
     assert conflict.status_code == 409, (
         f"the client sent notional 900 and was told {conflict.status_code}: {conflict.json()}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # a hang here is the failure: shielded waits cannot be cut by fail_after
+async def test_a_hard_stop_mid_load_returns_promptly_and_leaves_balanced_books(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's whole scope cancelled while 64 clients drive it, crashes injected (what a
+    parent's deadline or an operator's second Ctrl-C does): every actor returns, a commit in flight
+    is answered rather than stranded, and the database holds no half-applied decision."""
+    monkeypatch.setenv("EXECD_TEST_FAULTS", "1")
+    settings = make_settings(tmp_path, settings_text())
+    db = settings.database.path
+    tasks_before = all_tasks()
+    committed_events = 0
+    busy = trio.Event()
+
+    with trio.fail_after(60):
+        with trio.CancelScope() as hard:
+            async with trio.open_nursery() as nursery:
+                service: Service = await nursery.start(run_service, settings)
+                assert service.url is not None
+                publish = service.persistence.on_committed
+
+                def counting(events: list) -> None:  # type: ignore[type-arg]
+                    nonlocal committed_events
+                    committed_events += len(events)
+                    if committed_events >= 2000:  # decisions, fills, kill switches: well into the run
+                        busy.set()
+                    if publish is not None:
+                        publish(events)
+
+                service.persistence.on_committed = counting
+                nursery.start_soon(partial(
+                    run_load, service.url, accounts=ACCOUNTS, decisions=DECISIONS, concurrency=CONCURRENCY,
+                    duration=50, crash_rate=0.012, duplicate_rate=0.05, kill_switch_every=100, seed=7,
+                    progress=False, account_risk={"cooldown_seconds": COOLDOWN}, max_crashes_per_minute=4))
+                await busy.wait()
+                stop_at = trio.current_time()
+                hard.cancel()
+        stopped_in = trio.current_time() - stop_at
+    assert hard.cancelled_caught
+    assert stopped_in < 10, f"the hard stop took {stopped_in:.1f} s"
+    leftover = all_tasks() - tasks_before
+    assert not leftover, f"tasks left running after the hard stop: {[t.name for t in leftover]}"
+    (decisions,) = query(db, "SELECT COUNT(*) FROM decisions")[0]
+    assert decisions > 100
+    problems = check_invariants(db)
+    assert problems == [], "\n".join(problems[:30])
