@@ -7,10 +7,14 @@ the planner makes of a decision (orders, client order ids, protection).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from decimal import Decimal
 
 import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actors.domain import planner
 from actors.domain.book import AccountBook, AccountConfig, Changes
@@ -152,6 +156,17 @@ def test_client_order_ids_are_deterministic_and_within_the_venues_rule() -> None
     assert client_order_id("a", "d.entry", "entry") == client_order_id("a", "d.entry", "entry")
     assert client_order_id("a", "p:stop_loss", "stop_loss", 1) != client_order_id("a", "p:stop_loss", "stop_loss", 0)
     assert re.match(r"^sl-[a-z2-7]{26}$", client_order_id("a", "p:stop_loss", "stop_loss"))
+
+
+@given(st.text(max_size=40), st.text(max_size=40), st.integers(min_value=0, max_value=1_000))
+def test_client_order_ids_never_change_between_versions(account: str, order: str, revision: int) -> None:
+    """A restart finds its orders on the venue by recomputing their ids: whatever computes them,
+    they stay the first 26 characters of the RFC 4648 base 32 of the SHA-256 (the ids written
+    before the computation was rewritten without ``base64``)."""
+    digest = hashlib.sha256(f"{account}\x1f{order}\x1f{revision}".encode()).digest()
+    expected = "en-" + base64.b32encode(digest[:20]).decode()[:26].lower()
+    assert client_order_id(account, order, "entry", revision) == expected
+    assert client_order_id("acct-1", "d-42.entry", "entry") == "en-627ogk7piohekwzrrc63tw3y7k"
 
 
 def test_the_planner_decides_the_leverage_once_and_sizes_on_the_step() -> None:
