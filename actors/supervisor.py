@@ -243,13 +243,6 @@ class Supervisor:
                     if not reported:
                         reported = True
                         task_status.started()
-                    if trio.current_effective_deadline() == -math.inf:
-                        # a hard stop (the service's scope cancelled): the account failed on its way
-                        # down, often because an actor it talks to went first; nothing to restart
-                        slot.status = "stopped"
-                        log.warning("account %s stopped by a hard stop (%s)", slot.account_id, _describe(exc))
-                        self._fail_in_flight(slot, exc, AccountUnavailable(slot.account_id, "service is shutting down"))
-                        return
                     cannot = _leaf(exc, AccountCannotStart)
                     if cannot is not None:  # restarting would not help: failed until an operator acts
                         await self._cannot_start(slot, cannot)
@@ -260,6 +253,13 @@ class Supervisor:
                     if self.draining or slot.leaving:
                         slot.status = "stopped"
                         self._fail_in_flight(slot, exc)
+                        return
+                    if trio.current_effective_deadline() == -math.inf:
+                        # a hard stop (the service's scope cancelled): the account failed on its way
+                        # down, often because an actor it talks to went first; nothing to restart
+                        slot.status = "stopped"
+                        log.warning("account %s stopped by a hard stop (%s)", slot.account_id, _describe(exc))
+                        self._fail_in_flight(slot, exc, AccountUnavailable(slot.account_id, "service is shutting down"))
                         return
                     if _leaf(exc, Fenced) is not None and self.on_fenced is not None:
                         # its node lost the shard: the account runs elsewhere now, never again here
