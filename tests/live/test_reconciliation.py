@@ -154,7 +154,9 @@ async def test_decisions_wait_behind_the_start_gate_until_the_venue_can_be_asked
                 refused = await client.post("/v1/accounts/rc-6/decisions", json=decision("g-1"))
                 assert refused.status_code == 503 and "retry-after" in refused.headers, refused.text
                 assert "reconciling" in refused.json()["error"]["message"]
-                assert "reconciliation.failed" in [t for (t,) in db_rows(service, "SELECT type FROM events")]
+                # the gate closes first (at once, to refuse decisions); the alert's commit follows it
+                await wait_until(lambda: "reconciliation.failed" in [
+                    t for (t,) in db_rows(service, "SELECT type FROM events")])
                 fake.clear_faults()
                 await wait_until(lambda: slot.status == "running" and slot.gate is None)
                 await open_position(client, "rc-6", "g-2")
