@@ -300,8 +300,8 @@ class _Load:
 
     async def kill_switch(self, client: Any, n: int) -> None:
         for account, resume_at in list(self.halted.items()):
-            if n >= resume_at:
-                del self.halted[account]
+            # another client task may have resumed it while this one awaited: pop, do not del
+            if n >= resume_at and self.halted.pop(account, None) is not None:
                 await self.set_state(client, account, "active")
         if self.kill_switch_every <= 0 or n == 0 or n % self.kill_switch_every:
             return
