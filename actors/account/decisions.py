@@ -14,6 +14,7 @@ undone. A new decision (the common case) costs no extra database round.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -93,15 +94,12 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     # wait (the paper venue without latency), there is nothing to interrupt and no scope to pay for
     work = trio.CancelScope() if actor.adapter.interruptible else None
     try:
-        if work is None:
-            result = await _execute(actor, changes, decision, verdict, planned, market)
-        else:
-            with work:
-                actor.mailbox.work_scope = work
-                try:
-                    result = await _execute(actor, changes, decision, verdict, planned, market)
-                finally:
-                    actor.mailbox.work_scope = None
+        with work if work is not None else nullcontext():
+            actor.mailbox.work_scope = work
+            try:
+                result = await _execute(actor, changes, decision, verdict, planned, market)
+            finally:
+                actor.mailbox.work_scope = None
     except IntegrityError:  # the intent's commit refused a resent id: nothing was sent
         return await _stored(actor, msg)
     cancelled = work is not None and work.cancelled_caught
