@@ -112,8 +112,9 @@ def account_row(book: AccountBook, changes: Changes) -> dict[str, Any]:
     }
 
 
-#: the JSON of an account's settings and limits by object identity (they change rarely and are
-#: written with every account row); an entry holds its object, so its id is not reused meanwhile
+#: the JSON of an account's settings and limits by object identity: both are frozen structs of
+#: immutable fields (a change is a new object), written with every account row; an entry holds its
+#: object, so its id is not reused meanwhile
 _JSON_OF: dict[int, tuple[object, str]] = {}
 _JSON_OF_SIZE = 4096
 
