@@ -267,6 +267,9 @@ class _Load:
         payload = dict(payload)
         if status == 409:
             report.problem(f"{ack.account_id}/{ack.decision_id}: 409 for a re-submission of the same body")
+        elif status in (200, 422) and payload != ack.result and ack.settled_by(payload):
+            report.duplicates_settled += 1  # the pending answer's settlement: compare with it from now on
+            ack.http_status, ack.result = status, payload
         elif status != ack.http_status or payload != ack.result:
             report.problem(f"{ack.account_id}/{ack.decision_id}: re-submission answered {status} "
                            f"{str(payload)[:200]}, first answer was {ack.http_status} {str(ack.result)[:200]}")

@@ -25,6 +25,18 @@ class Ack:
     http_status: int
     result: dict[str, Any]
 
+    def settled_by(self, later: dict[str, Any]) -> bool:
+        """``later`` is this answer's own settlement. A live decision answered ``pending`` (an
+        ambiguous venue answer, or an order cut off by a close-all after it may have been sent) is
+        provisional by contract: the venue's truth replaces it once asked. So a later result of
+        the same decision's same order, and only that, may differ from it."""
+        if self.result.get("status") != "pending":
+            return False
+        first_order, later_order = self.result.get("order") or {}, later.get("order") or {}
+        return all(later.get(key) == self.result.get(key)
+                   for key in ("decision_id", "account_id", "symbol", "action")) and \
+            first_order.get("id") == later_order.get("id")
+
 
 @dataclass
 class LoadReport:
@@ -46,6 +58,7 @@ class LoadReport:
     transport_errors: int = 0
     duplicates: int = 0
     duplicates_same: int = 0
+    duplicates_settled: int = 0  # a pending answer re-submitted after it settled
     conflict_probes: int = 0
     conflicts_409: int = 0
     conflicts_via_202: int = 0  # conflict probes answered 202 whose result URL gave the first body's result
@@ -98,7 +111,8 @@ def format_report(report: LoadReport) -> str:
         "  responses    " + (", ".join(f"{code}: {n}" for code, n in sorted(report.responses.items())) or "none")
         + f"  (every decision request; {report.retries_503} retried after 503, {report.followed_202} followed 202)",
         "  rejections   " + (", ".join(f"{code} {n}" for code, n in report.rejection_codes.most_common()) or "none"),
-        f"  idempotency  {report.duplicates} re-submitted, {report.duplicates_same} answered the same result; "
+        f"  idempotency  {report.duplicates} re-submitted, {report.duplicates_same} answered the same result"
+        f"{f' ({report.duplicates_settled} more its pending answer, settled since)' if report.duplicates_settled else ''}; "
         f"{report.conflict_probes} conflict probes, {report.conflicts_409} answered 409"
         + (f", {report.conflicts_via_202} answered 202 and their result URL the first body's result"
            if report.conflicts_via_202 else ""),

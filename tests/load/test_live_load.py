@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from actors.service import Service, run_service
-from actors.tools.loadtest import check_acknowledged, check_invariants, format_report, run_load
+from actors.tools.loadtest import Ack, check_acknowledged, check_invariants, format_report, run_load
 from tests.conftest import make_settings
 from tests.fake_exchange import FakeExchange, open_fake_exchange
 
@@ -169,3 +169,17 @@ async def test_live_load_with_crashes_kill_switches_and_duplicates(tmp_path: Pat
         assert check_acknowledged(db, report.acks.values()) == []
         problems = check_invariants(db)
         assert problems == [], "\n".join(problems[:30])
+
+
+def test_a_pending_answer_is_settled_only_by_a_result_about_the_same_order() -> None:
+    """The load checkers accept that a live decision answered ``pending`` is later stored (and
+    answered again) with the venue's truth, but only about that decision's own order."""
+    pending = {"decision_id": "d-1", "account_id": "live-0", "symbol": "ETHUSDT", "action": "close",
+               "status": "pending", "order": {"id": "d-1.exit", "status": "PENDING_NEW"}}
+    filled = {**pending, "status": "filled", "order": {"id": "d-1.exit", "status": "FILLED"}}
+    ack = Ack("live-0", "d-1", b"{}", 200, pending)
+    assert ack.settled_by(filled)
+    assert not ack.settled_by({**filled, "order": {"id": "d-2.exit", "status": "FILLED"}})  # another order
+    assert not ack.settled_by({**filled, "decision_id": "d-2"})
+    assert not ack.settled_by({**filled, "symbol": "BTCUSDT"})
+    assert not Ack("live-0", "d-1", b"{}", 200, filled).settled_by(pending)  # a final answer never moves
