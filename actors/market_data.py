@@ -200,7 +200,10 @@ class MarketData:
         it outlives every account otherwise), there is no one to act on it, and nothing to keep:
         alarms and symbols live only in the actor, and an account re-registers its own on start."""
         try:
-            await self._commands.send(command)
+            try:  # a queue with room takes it without a trip through the scheduler
+                self._commands.send_nowait(command)
+            except trio.WouldBlock:
+                await self._commands.send(command)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("market data %s has stopped: %s dropped", self.venue, type(command).__name__)
 
@@ -386,10 +389,15 @@ async def market_data_actor(
         task_status.started(handle)
         async with receive, symbol_send:
             async for command in receive:
-                if isinstance(command, (AcquireSymbol, ReleaseSymbol)):
+                while True:  # every command already queued in this step (several per decision)
+                    if isinstance(command, (AcquireSymbol, ReleaseSymbol)):
+                        try:
+                            symbol_send.send_nowait(command)
+                        except trio.WouldBlock:
+                            await symbol_send.send(command)
+                    handle._handle(command)
                     try:
-                        symbol_send.send_nowait(command)
-                    except trio.WouldBlock:
-                        await symbol_send.send(command)
-                handle._handle(command)
+                        command = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
         nursery.cancel_scope.cancel()
