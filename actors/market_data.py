@@ -1,13 +1,16 @@
-"""The market-data actor of one venue: sole writer of its quote board and price-alarm index.
+"""The market-data actor of one venue: its quote board and price-alarm index, and their one owner.
 
 A *source* feeds it: the offline ``sim`` market on a timer, a ``replay`` file, or a live venue
 feed (websocket + REST fallback). Whatever the source, quotes land on the same board through the
 same :class:`FeedSink` methods, and the same alarm index is checked on every update.
 
 Readers (account actors, the HTTP front door) read the board through :class:`MarketData`'s
-read-only methods. Accounts register and cancel alarms by message. A fired alarm is delivered to
-its account with ``send_nowait`` (market data never blocks on a slow account); a drop is counted,
-and the account's periodic re-check of its triggers covers it.
+read-only methods. Accounts register and cancel alarms with calls that take effect at once (the
+index is checked by the same synchronous code that publishes a quote, so an alarm registered is
+watched from the very next price on; no queue in between where a price could slip past). Symbol
+subscriptions go by message, through the actor, to the source. A fired alarm is delivered to its
+account with ``send_nowait`` (market data never blocks on a slow account); a drop is counted, and
+the account's periodic re-check of its triggers covers it.
 """
 
 from __future__ import annotations
@@ -29,22 +32,6 @@ from .messages import AcquireSymbol, AlarmFired, ReleaseSymbol, SymbolCommand
 log = logging.getLogger("actors.market_data")
 
 
-class AddAlarm(msgspec.Struct, frozen=True, tag=True):
-    alarm: Alarm
-    check_now: bool = True  # False: first check on the next update (e.g. a limit order whose
-    # crossing liquidity it already took from the current book)
-
-
-class CancelAlarms(msgspec.Struct, frozen=True, tag=True):
-    alarm_ids: tuple[str, ...]
-
-
-class CancelAccountAlarms(msgspec.Struct, frozen=True, tag=True):
-    account_id: str
-
-
-MarketCommand = AddAlarm | CancelAlarms | CancelAccountAlarms | AcquireSymbol | ReleaseSymbol
-
 #: the holder of symbols acquired for a decision (not for a position): released once unused
 ON_DEMAND_HOLDER = "~on-demand"
 
@@ -65,9 +52,10 @@ class FeedHealth(msgspec.Struct, kw_only=True):
 
 
 class MarketData:
-    """Handle of a market-data actor: read-only views plus the command channel."""
+    """Handle of a market-data actor: the board and the alarm index (read-only views, alarm calls
+    that take effect at once) and the channel of symbol commands."""
 
-    def __init__(self, venue: str, clock: ServiceClock, commands: trio.MemorySendChannel[MarketCommand]) -> None:
+    def __init__(self, venue: str, clock: ServiceClock, commands: trio.MemorySendChannel[SymbolCommand]) -> None:
         self.venue = venue
         self._clock = clock
         self._commands = commands
@@ -193,12 +181,12 @@ class MarketData:
         if event is not None:
             event.set()
 
-    # ---- commands (by message, processed by the actor)
+    # ---- symbol commands (by message, through the actor to the source)
 
     async def _command(self, command: Any) -> None:
         """Queue ``command`` for the actor. Once the actor has returned (the service is stopping:
         it outlives every account otherwise), there is no one to act on it, and nothing to keep:
-        alarms and symbols live only in the actor, and an account re-registers its own on start."""
+        subscriptions live only in the source, and an account acquires its symbols again on start."""
         try:
             try:  # a queue with room takes it without a trip through the scheduler
                 self._commands.send_nowait(command)
@@ -207,15 +195,26 @@ class MarketData:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("market data %s has stopped: %s dropped", self.venue, type(command).__name__)
 
+    # ---- alarms (in effect when the call returns; async for the adapters' market interface)
+
     async def add_alarm(self, alarm: Alarm, *, check_now: bool = True) -> None:
-        await self._command(AddAlarm(alarm, check_now))
+        """Watch ``alarm`` from the next price on; with ``check_now``, also against the current
+        quote (already crossed: it fires at once rather than on the next tick). ``check_now=False``
+        is for an alarm checked against this very quote already (a limit order whose crossing
+        liquidity it took)."""
+        self.alarms.add(alarm)
+        quote = self._quotes.get(alarm.symbol)
+        if quote is not None and check_now:
+            price = _price_of(quote, alarm.price_type)
+            if price is not None:
+                self._fire(alarm.symbol, alarm.price_type, price)
 
     async def cancel_alarms(self, *alarm_ids: str) -> None:
-        if alarm_ids:
-            await self._command(CancelAlarms(tuple(alarm_ids)))
+        for alarm_id in alarm_ids:
+            self.alarms.cancel(alarm_id)
 
     async def cancel_account_alarms(self, account_id: str) -> None:
-        await self._command(CancelAccountAlarms(account_id))
+        self.alarms.cancel_account(account_id)
 
     async def acquire(self, symbol: str, holder: str) -> None:
         """``holder`` (an account) needs ``symbol`` live; idempotent per holder, so an actor that
@@ -314,23 +313,6 @@ class MarketData:
             else:
                 self.counters["alarms_dropped"] += 1
 
-    def _handle(self, command: MarketCommand) -> None:
-        match command:
-            case AddAlarm(alarm, check_now):
-                self.alarms.add(alarm)
-                quote = self._quotes.get(alarm.symbol)
-                if quote is not None and check_now:  # already crossed: fire at once rather than on the next tick
-                    price = _price_of(quote, alarm.price_type)
-                    if price is not None:
-                        self._fire(alarm.symbol, alarm.price_type, price)
-            case CancelAlarms(alarm_ids):
-                for alarm_id in alarm_ids:
-                    self.alarms.cancel(alarm_id)
-            case CancelAccountAlarms(account_id):
-                self.alarms.cancel_account(account_id)
-            case AcquireSymbol() | ReleaseSymbol():
-                pass  # handled by sources that subscribe per symbol (see live feeds)
-
 
 def _refresh_top(depth: OrderBook, top: OrderBook) -> OrderBook:
     """A real-time top of book (bookTicker) over the last partial-depth snapshot: the new best
@@ -378,7 +360,7 @@ async def market_data_actor(
     The source must publish instruments and a first quote for each symbol before it reports
     started, so that the actor is ready with data when ``nursery.start`` returns.
     """
-    send, receive = trio.open_memory_channel[MarketCommand](command_buffer)
+    send, receive = trio.open_memory_channel[SymbolCommand](command_buffer)
     handle = MarketData(venue, clock, send)
     symbol_send, symbol_receive = trio.open_memory_channel[SymbolCommand](command_buffer)
     async with trio.open_nursery() as nursery:
@@ -388,16 +370,9 @@ async def market_data_actor(
         handle.ready.set()
         task_status.started(handle)
         async with receive, symbol_send:
-            async for command in receive:
-                while True:  # every command already queued in this step (several per decision)
-                    if isinstance(command, (AcquireSymbol, ReleaseSymbol)):
-                        try:
-                            symbol_send.send_nowait(command)
-                        except trio.WouldBlock:
-                            await symbol_send.send(command)
-                    handle._handle(command)
-                    try:
-                        command = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+            async for command in receive:  # to sources that subscribe per symbol (see live feeds)
+                try:
+                    symbol_send.send_nowait(command)
+                except trio.WouldBlock:
+                    await symbol_send.send(command)
         nursery.cancel_scope.cancel()

@@ -106,7 +106,9 @@ class PaperVenue:
         # touched (plain lists: most accounts are idle, and an empty set costs four times a list)
         self._undo: list[Callable[[], None]] = []
         self._saved: list[tuple[str, str]] = []
-        self._alarm_adds: list[tuple[Alarm, bool]] = []
+        #: alarms to register once committed, each with the quote it was checked against already
+        #: (None: check it against the current quote when registered)
+        self._alarm_adds: list[tuple[Alarm, Quote | None]] = []
         self._alarm_cancels: list[str] = []
         self._touched: list[str] = []
 
@@ -199,8 +201,12 @@ class PaperVenue:
                 self._refresh_liquidation_alarm(symbol)
             if self._alarm_cancels:
                 await self._market.cancel_alarms(*self._alarm_cancels)
-            for alarm, check_now in self._alarm_adds:
-                await self._market.add_alarm(alarm, check_now=check_now)
+            for alarm, checked_on in self._alarm_adds:
+                # checked against a quote that is still the current one: its crossing liquidity is
+                # taken, the next price decides; a newer quote arrived meanwhile (while the commit
+                # was made): it is checked now, or its price would slip past the alarm
+                current = self._market.quote(alarm.symbol)
+                await self._market.add_alarm(alarm, check_now=checked_on is None or current is not checked_on)
         self._undo.clear()
         self._saved.clear()
         self._alarm_adds.clear()
@@ -223,7 +229,7 @@ class PaperVenue:
             )
             working = Working(intent=intent, filled=order.filled_quantity, status=order.status)
             self._working[order.client_order_id] = working
-            self._alarm_adds.append((self._alarm_for(working), True))
+            self._alarm_adds.append((self._alarm_for(working), None))
         self._touched.extend(p.symbol for p in self._positions.values())
         await self.settle(committed=True)
 
@@ -286,7 +292,7 @@ class PaperVenue:
         if filled < intent.quantity:
             working = Working(intent=intent, filled=filled, status="PARTIALLY_FILLED" if filled else "NEW")
             self._put(intent.client_order_id, working)
-            self._alarm_adds.append((self._alarm_for(working), False))  # crossing liquidity is taken already
+            self._alarm_adds.append((self._alarm_for(working), quote))  # its crossing liquidity is taken
         return reports
 
     def _trigger_order(self, intent: OrderIntent, quote: Quote) -> list[Report]:
@@ -298,7 +304,7 @@ class PaperVenue:
             return [_rejected(intent, VenueReject(-2021, "Order would immediately trigger."))]
         working = Working(intent=intent)
         self._put(intent.client_order_id, working)
-        self._alarm_adds.append((self._alarm_for(working), True))
+        self._alarm_adds.append((self._alarm_for(working), None))
         return [_report(intent, "NEW", "NEW", ZERO)]
 
     def _match_resting(self, working: Working) -> list[Report]:
@@ -326,7 +332,7 @@ class PaperVenue:
             self._touch(intent.symbol)
         if working.remaining > 0:
             self._put(intent.client_order_id, working)
-            self._alarm_adds.append((self._alarm_for(working), False))
+            self._alarm_adds.append((self._alarm_for(working), quote))
         else:
             self._remove(intent.client_order_id)
         return reports
@@ -345,7 +351,7 @@ class PaperVenue:
         consumed = self._consumed_for(quote)
         walk = walk_book(quote.book, intent.side, position.quantity, consumed=consumed)
         if walk.filled == 0:
-            self._alarm_adds.append((self._alarm_for(working), False))
+            self._alarm_adds.append((self._alarm_for(working), quote))
             return [_report(intent, "TRIGGERED", working.status, working.filled, trigger_price=intent.trigger_price,
                             reject=VenueReject(-2020, "Unable to fill (no liquidity)."))]
         consume(consumed, walk)
@@ -359,7 +365,7 @@ class PaperVenue:
         else:
             working = msgspec.structs.replace(working, filled=working.filled + walk.filled, status="PARTIALLY_FILLED")
             self._put(intent.client_order_id, working)
-            self._alarm_adds.append((self._alarm_for(working), False))
+            self._alarm_adds.append((self._alarm_for(working), quote))
         return reports
 
     def _liquidate(self, position: Position, mark: Decimal) -> list[Report]:
@@ -453,7 +459,7 @@ class PaperVenue:
         self._alarm_adds.append((Alarm(
             alarm_id=alarm_id, account_id=self.account_id, symbol=symbol, price_type="mark",
             direction="below" if position.side == "long" else "above", threshold=position.liquidation_price,
-            kind="liquidation", ref=position.id), True))
+            kind="liquidation", ref=position.id), None))
 
     def _consumed_for(self, quote: Quote) -> dict[Decimal, Decimal]:
         identity = (quote.book.venue_ms, quote.book.update_id)

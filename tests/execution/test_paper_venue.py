@@ -209,6 +209,22 @@ async def test_what_the_account_did_not_commit_is_undone() -> None:
     assert trades(second)[0] == (D("100.1"), D("0.1"))
 
 
+async def test_a_book_that_arrives_while_a_resting_limit_is_committed_is_checked_when_its_alarm_goes_on() -> None:
+    """A resting limit's alarm goes on once the order is committed. A book that arrived meanwhile
+    (while the commit was made) is not the one whose crossing liquidity the order took: the alarm
+    is checked against it at once, or a price that crossed the limit would slip past it."""
+    board = Board()
+    board.set([("99.9", "5")], [("100.1", "5")], "100")
+    paper = venue(board)
+    limit = OrderIntent(order_id="l1", client_order_id="c-l1", symbol="BTCUSDT", side="BUY", type="LIMIT",
+                        purpose="entry", quantity=D("1"), price=D("99.5"), leverage=5)
+    await paper.submit(limit)
+    board.set([("99.3", "5")], [("99.4", "5")], "99.35")  # published during the commit
+    await paper.settle(committed=True)
+    alarm, check_now = board.added[-1]
+    assert (alarm.alarm_id, check_now) == ("c-l1", True)
+
+
 async def test_a_resting_limit_fills_as_maker_when_the_book_comes_to_it() -> None:
     board = Board()
     board.set([("99.9", "5")], [("100.1", "5")], "100")
