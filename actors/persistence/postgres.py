@@ -34,7 +34,7 @@ import trio
 
 from .errors import Fenced, IntegrityError
 from .items import Call, Claim, Commit, CommitResult, Item, Query
-from .schema import MIGRATIONS, SCHEMA_VERSION, AddColumn, CreateIndex, CreateTable, Operation
+from .schema import MIGRATIONS, SCHEMA_VERSION, AddColumn, CreateIndex, CreateTable, DropIndex, Operation, index_ddl
 from .sqlite import encode_payload, rows_as_dicts
 
 log = logging.getLogger("actors.persistence")
@@ -111,12 +111,6 @@ def connect(url: str, *, application_name: str = "execd") -> PgConnection:
 _PG_TYPES: dict[type, str] = {str: "TEXT", int: "BIGINT", float: "DOUBLE PRECISION", bytes: "BYTEA"}
 
 
-def _index_ddl(table: str, columns: Sequence[str], unique: bool) -> str:
-    # the names sqlite-utils gives its indexes, so that both databases read alike
-    name = f"idx_{table}_{'_'.join(columns)}"
-    return f"CREATE {'UNIQUE ' if unique else ''}INDEX {name} ON {table} ({', '.join(columns)})"
-
-
 def ddl(operation: Operation) -> list[str]:
     """The PostgreSQL statements of one migration operation."""
     match operation:
@@ -130,12 +124,14 @@ def ddl(operation: Operation) -> list[str]:
                 else:
                     definitions.append(f"{name} {_PG_TYPES[type_]}")
             statements = [f"CREATE TABLE {table} ({', '.join(definitions)})"]
-            statements += [_index_ddl(table, index_columns, unique) for index_columns, unique in indexes]
+            statements += [index_ddl(CreateIndex(table, index_columns, unique)) for index_columns, unique in indexes]
             return statements
         case AddColumn(table, column, type_):
             return [f"ALTER TABLE {table} ADD COLUMN {column} {_PG_TYPES[type_]}"]
-        case CreateIndex(table, columns, unique):
-            return [_index_ddl(table, columns, unique)]
+        case CreateIndex():
+            return [index_ddl(operation)]
+        case DropIndex(name):
+            return [f"DROP INDEX IF EXISTS {name}"]
     raise TypeError(f"unknown migration operation {operation!r}")
 
 

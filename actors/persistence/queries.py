@@ -23,6 +23,7 @@ from ..domain.risk import CheckResult
 from ..domain.views import FillView, OrderView, fill_view, order_view
 from .items import EventRecord
 from .rows import Statement, dec, insert, text, upsert
+from .schema import OPEN_ORDER_STATUSES_SQL
 
 #: audit details keep their numbers as JSON numbers (exact: Decimal's own digits), rendered when read
 _check_encoder = msgspec.json.Encoder(decimal_format="number")
@@ -198,7 +199,7 @@ def load_account(conn: sqlite3.Connection, account_id: str, now: float) -> Accou
         (account_id,))]
     orders = [order_from_row(dict(zip(_ORDER_COLUMNS, r))) for r in conn.execute(
         f"SELECT {', '.join(_ORDER_COLUMNS)} FROM orders WHERE account_id = ?"
-        " AND status IN ('PENDING_NEW', 'NEW', 'PARTIALLY_FILLED')", (account_id,))]
+        f" AND {OPEN_ORDER_STATUSES_SQL}", (account_id,))]
     funded = {position_id: funding_time for position_id, funding_time in conn.execute(
         "SELECT position_id, MAX(funding_time) FROM funding_payments WHERE account_id = ? GROUP BY position_id",
         (account_id,))}

@@ -16,7 +16,9 @@ from actors.messages import Reply
 from actors.persistence import (
     SCHEMA_VERSION, EventRecord, IntegrityError, insert, migrate, open_connection, persistence_actor,
 )
+from actors.persistence import schema
 from actors.persistence.items import Commit
+from actors.persistence.schema import MIGRATIONS, OPEN_ORDER_STATUSES_SQL
 
 
 async def test_group_commit_puts_everything_queued_in_one_round(tmp_path: Path) -> None:
@@ -85,6 +87,39 @@ def test_migrations_are_versioned_and_refuse_a_newer_schema(tmp_path: Path) -> N
     with pytest.raises(RuntimeError, match="newer"):
         migrate(conn)
 
+
+
+def test_open_orders_have_a_partial_index_and_a_filled_order_takes_no_entry(tmp_path: Path) -> None:
+    """The account's start-up read of its open orders uses an index that holds only open orders
+    (schema version 4); a database at version 3 is migrated from the index on every order's status,
+    and what it held is still found."""
+    conn = open_connection(str(tmp_path / "v3.sqlite3"))
+    migrations = dict(MIGRATIONS)
+    try:  # a version-3 database, as the previous release left it
+        MIGRATIONS.pop(4)
+        schema.SCHEMA_VERSION = 3
+        assert migrate(conn) == 3
+    finally:
+        MIGRATIONS.clear()
+        MIGRATIONS.update(migrations)
+        schema.SCHEMA_VERSION = SCHEMA_VERSION
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"idx_orders_account_id_status", "idx_orders_account_id_client_order_id"} <= indexes
+    for n, status in enumerate(("NEW", "FILLED", "PARTIALLY_FILLED", "CANCELED", "PENDING_NEW")):
+        conn.execute("INSERT INTO orders (id, account_id, status, created_at) VALUES (?, 'a', ?, ?)", (f"o{n}", status, n))
+    conn.commit()
+    assert migrate(conn) == SCHEMA_VERSION == 4
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "idx_orders_account_id_status" not in indexes and "idx_orders_open" in indexes
+    assert "idx_orders_account_id_client_order_id" not in indexes  # read by no query
+    sql = f"SELECT id FROM orders WHERE account_id = ? AND {OPEN_ORDER_STATUSES_SQL}"  # as the load reads it
+    plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, ("a",)))
+    assert "idx_orders_open" in plan
+    assert sorted(r[0] for r in conn.execute(sql, ("a",))) == ["o0", "o2", "o4"]
+    # only open orders are in the index: the filled and the canceled one take no entry
+    entries = conn.execute("SELECT COUNT(*) FROM orders INDEXED BY idx_orders_open"
+                           f" WHERE account_id = 'a' AND {OPEN_ORDER_STATUSES_SQL}").fetchone()[0]
+    assert entries == 3
 
 
 @pytest.mark.timeout(60)  # the failure is a hang: shielded waits outlive fail_after
