@@ -25,6 +25,12 @@ pytestmark = pytest.mark.slow
 FAST = ", reconcile_interval_seconds: 0.3"
 
 
+def lists_external_orders(service: Any, account: str) -> bool:
+    """Whether the account's last finished reconciliation pass shows orders it did not send."""
+    state = service.supervisor.slot(account).actor.reconciliation
+    return state is not None and state.view is not None and bool(state.view.external_orders)
+
+
 def mismatches(service: Any, kind: str | None = None) -> list[dict[str, Any]]:
     import json
 
@@ -135,6 +141,8 @@ async def test_an_order_placed_outside_the_service_is_listed_and_left_alone(tmp_
                 finally:
                     await app.aclose()
                 await wait_until(lambda: bool(mismatches(service, "order.external")))
+                # the pass commits the mismatch on its way and shows what it found once it is over
+                await wait_until(lambda: lists_external_orders(service, "rc-5"))
                 inspected = (await client.get("/v1/accounts/rc-5")).json()
                 assert [o["client_order_id"] for o in inspected["venue_account"]["external_orders"]] == ["web_manual1"]
                 assert [o.client_id for o in fake.open_orders("rc-5")] == ["web_manual1"]  # left alone
