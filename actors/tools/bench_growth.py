@@ -28,6 +28,7 @@ import trio
 from ..clock import ServiceClock
 from ..domain.decisions import DecisionIn, request_fingerprint, validate_decision
 from ..messages import SubmitDecision
+from ..runtime import tune_collector
 from ..service import run_service
 from ..settings import AccountSettings, parse_settings
 from .bench_process import in_subprocess, scratch, startup_line
@@ -110,6 +111,7 @@ async def _positions_one_account(levels: list[int], db: str) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         service = await nursery.start(lambda task_status: run_service(
             settings, clock=ServiceClock(), serve_http=False, task_status=task_status))
+        tune_collector()  # as ``execd serve`` does once started
         held = 0
         for level in levels:
             started = time.perf_counter()
@@ -132,6 +134,7 @@ async def _positions_across_accounts(levels: list[int], db: str) -> dict[str, An
     async with trio.open_nursery() as nursery:
         service = await nursery.start(lambda task_status: run_service(
             settings, clock=ServiceClock(), serve_http=False, task_status=task_status))
+        tune_collector()  # as ``execd serve`` does once started
         limits = settings.risk_defaults
         held = 0
         for level in levels:
@@ -169,6 +172,7 @@ async def _memory_position(accounts: int, db: str) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         service = await nursery.start(lambda task_status: run_service(
             settings, clock=ServiceClock(), serve_http=False, task_status=task_status))
+        tune_collector()  # as ``execd serve`` does once started
         limits = settings.risk_defaults
         mark = service.markets["sim"].quote("BTCUSDT").mark_price
         tp, sl = str((mark * Decimal("1.2")).quantize(Decimal("0.1"))), str((mark * Decimal("0.8")).quantize(Decimal("0.1")))
