@@ -205,8 +205,8 @@ class PaperVenue:
                 # checked against a quote that is still the current one: its crossing liquidity is
                 # taken, the next price decides; a newer quote arrived meanwhile (while the commit
                 # was made): it is checked now, or its price would slip past the alarm
-                current = self._market.quote(alarm.symbol)
-                await self._market.add_alarm(alarm, check_now=checked_on is None or current is not checked_on)
+                fresh = checked_on is None or self._market.quote(alarm.symbol) is not checked_on
+                await self._market.add_alarm(alarm, check_now=fresh)
         self._undo.clear()
         self._saved.clear()
         self._alarm_adds.clear()

@@ -171,7 +171,7 @@ def _apply_sqlite(db: sqlite_utils.Database, operation: Operation) -> None:
         case CreateTable(table, columns, pk, indexes):
             db[table].create(columns, pk=pk)  # type: ignore[union-attr]
             for index_columns, unique in indexes:
-                db[table].create_index(list(index_columns), unique=unique)  # type: ignore[union-attr]
+                db.execute(index_ddl(CreateIndex(table, index_columns, unique)))
         case AddColumn(table, column, type_):
             db[table].add_column(column, type_)  # type: ignore[union-attr]
         case CreateIndex():
