@@ -130,6 +130,7 @@ class _Load:
         self.acked_list: list[Ack] = []
         self.crash_times: dict[str, list[float]] = defaultdict(list)
         self.halted: dict[str, int] = {}  # account -> decision count at which to resume
+        self.kill_switches = 0
 
     # ---- decisions
 
@@ -309,7 +310,10 @@ class _Load:
         if self.kill_switch_every <= 0 or n == 0 or n % self.kill_switch_every:
             return
         account = self.rng.choice(self.accounts)
-        if self.rng.random() < 0.5 or account in self.halted:
+        self.kill_switches += 1
+        # close-all and halt take turns (close-all first): a short run throws both, whatever the
+        # interleaving of the client tasks does to the random draws
+        if self.kill_switches % 2 == 1 or account in self.halted:
             await self.control(client, "POST", f"/v1/accounts/{account}/close-all", None)
             self.report.close_alls += 1
         else:
