@@ -282,7 +282,7 @@ class AccountActor:
         for execution in batch.executions:
             await self._follow_up(changes, execution)
             order = execution.order
-            if order.id in self.pending_orders and order.decision_id != self.deciding and _decided(order):
+            if order.id in self.pending_orders and order.decision_id != self.deciding and order.decided:
                 self.pending_orders.discard(order.id)
                 await self.settle_decision(changes, order)
         return batch
@@ -297,7 +297,7 @@ class AccountActor:
         changes = self.changes()
         for order in orders:
             order = self.book.orders.get(order.id, order)
-            if _decided(order):
+            if order.decided:
                 await self.settle_decision(changes, order, cooldown=False)
             else:
                 self.pending_orders.add(order.id)
@@ -349,6 +349,7 @@ class AccountActor:
         execution = self._tracked[order.id] = OrderExecution(
             order=order, position_before=changes.position(order.symbol), initial_status=order.status,
             was_settled=order.settled)
+        deferred: list[ReconcileRequested] = []
         try:
             await self.apply(self._answered_at_arrival(changes), await self.adapter.submit(planned.intent))
             if not _answered(execution):
@@ -358,11 +359,16 @@ class AccountActor:
                         if message is None:
                             await self.mailbox.wait_posted()
                             continue
+                        if isinstance(message, ReconcileRequested):  # the account's own step, after this one
+                            deferred.append(message)
+                            continue
                         reports = await self.adapter.on_message(message)
                         await self.apply(self._answered_at_arrival(changes), reports)
                         await self.checkpoint(changes)
         finally:
             del self._tracked[order.id]
+            for request in deferred:  # never dropped: what the venue said may have been missed
+                self.mailbox.post_venue(request)
         if not _answered(execution):
             log.warning("account %s: no complete answer for %s %s within the wait: %s, filled %s of the venue's %s",
                         self.account_id, order.purpose, order.client_order_id, execution.order.status,
@@ -584,17 +590,7 @@ def _answered(execution: OrderExecution) -> bool:
     order = execution.order
     if execution.unknown:
         return True  # the answer was lost: the adapter is asking the venue, the outcome comes later
-    if order.type == "MARKET":
-        return order.settled
-    return order.status != "PENDING_NEW"
-
-
-def _decided(order: OrderRecord) -> bool:
-    """Whether the venue has decided an order a decision waits on: a market order is done, any
-    other was accepted or refused."""
-    if order.type == "MARKET":
-        return order.settled
-    return order.status != "PENDING_NEW"
+    return order.decided
 
 
 def _cancelled(order: OrderRecord, now: float) -> OrderRecord:

@@ -110,7 +110,10 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
                 actor.pending_orders.add(order.id)  # settled with its order (close-all asks the venue)
             else:
                 done = actor.book.order_by_client(planned.order.client_order_id)
-                if done is not None:  # the venue decided it before the cancel: its result now
+                if done is not None and not done.decided:
+                    # final at the venue, its fills still on their way: settled once they are in
+                    actor.pending_orders.add(done.id)
+                elif done is not None:  # the venue decided it before the cancel: its result now
                     settled = actor.changes()
                     await actor.settle_decision(settled, done)
                     await actor.commit(settled)

@@ -114,6 +114,12 @@ class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.status in TERMINAL_STATUSES and self.filled_quantity >= self.venue_filled
 
     @property
+    def decided(self) -> bool:
+        """Whether the venue has decided the order for the decision that placed it: a market
+        order is done and every fill it counted is in, any other order was accepted or refused."""
+        return self.settled if self.type == "MARKET" else self.status != "PENDING_NEW"
+
+    @property
     def is_resting(self) -> bool:
         """A limit order working on the book."""
         return self.type == "LIMIT" and self.status in OPEN_STATUSES

@@ -268,6 +268,14 @@ class FakeExchange(PublicRoutes, MarketWebsockets, TradingFacade):
         """Refuse the next ``n`` websocket handshakes with HTTP ``status``."""
         self._faults.refuse_ws.extend([status] * n)
 
+    def clear_faults(self) -> None:
+        """Forget every fault still queued: those of :meth:`fault_next`, and the REST failures,
+        rate limits and websocket refusals."""
+        super().clear_faults()
+        self._faults.fail.clear()
+        self._faults.rate_limit.clear()
+        self._faults.refuse_ws.clear()
+
     def drop_websockets(self) -> int:
         """Abort every websocket, market and user-data (TCP closed, no closing handshake)."""
         for session in self.sessions.values():

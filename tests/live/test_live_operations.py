@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -95,6 +96,59 @@ async def test_close_all_cancels_resting_orders_and_flattens_on_the_venue(tmp_pa
                 assert fake.open_orders("lc-3") == [] and working_protection(fake, "lc-3") == {}
                 snapshot = service.supervisor.slot("lc-3").snapshot()
                 assert snapshot.positions == () and snapshot.orders == ()
+
+
+async def test_a_close_that_a_close_all_interrupts_before_its_fills_arrive_is_settled_when_they_do(
+        tmp_path: Path) -> None:
+    """The venue filled the close while the user stream was down and ``userTrades`` failed: the
+    decision holds the venue's FILLED with no fill listed and waits for them. The stream comes back
+    (without the trade, sent while it was away), which makes that answer durable and calls for a
+    reconciliation; then a close-all interrupts the decision, which is answered ``pending``. The
+    reconciliation finds the fill, and the stored result becomes ``filled`` with it: a decision
+    left pending forever would hide a closed position from the engine."""
+    async with open_fake_exchange(flavour="binance") as fake:
+        market(fake)
+        accounts = hmac_account(fake, "lc-9", prefix="LC9")
+        with trio.fail_after(BOUND):
+            async with live_service(tmp_path, fake, accounts) as (service, client):
+                actor = service.supervisor.slot("lc-9").actor
+                assert actor is not None
+                adapter = actor.adapter
+                await wait_until(lambda: adapter.stream_connected)
+                await open_position(client, "lc-9", "o-1", stop_loss="59000", take_profit="62000")
+                fake.refuse_websockets(10**6)
+                fake.drop_user_streams()
+                await wait_until(lambda: not adapter.stream_connected)
+                fake.fail_next(10**6, status=500, path="/fapi/v1/userTrades")
+                answered: dict[str, Any] = {}
+
+                async def close() -> None:
+                    answered["close"] = await client.post("/v1/accounts/lc-9/decisions", json={
+                        "decision_id": "c-1", "symbol": "BTCUSDT", "action": "close"})
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(close)
+                    # the venue answered FILLED, userTrades failed: the decision waits for the fills
+                    await wait_until(lambda: [e.order.status for e in actor._tracked.values()] == ["FILLED"])
+                    assert fake.position("lc-9", "BTCUSDT").amount == 0
+                    fake.clear_faults()  # the stream reconnects: the answer so far becomes durable
+                    await wait_until(lambda: db_rows(service, "SELECT status FROM orders WHERE id = 'c-1.exit'")
+                                     == [("FILLED",)])
+                    assert actor._tracked, "the decision still waits for its fills"
+                    closed_all = await client.post("/v1/accounts/lc-9/close-all", json={"reason": "operator"})
+                    assert closed_all.status_code == 200, closed_all.text
+                assert answered["close"].status_code == 200, answered["close"].text
+                assert answered["close"].json()["status"] == "pending"
+
+                stored: dict[str, Any] = {}
+                while stored.get("status", "pending") == "pending":  # the reconciliation settles it
+                    await trio.sleep(0.05)
+                    stored = (await client.get("/v1/accounts/lc-9/decisions/c-1")).json()
+                assert stored["status"] == "filled", stored
+                venue_fills = [t for t in fake.trades("lc-9") if t.side == "SELL"]
+                assert sorted(D(f["quantity"]) for f in stored["fills"]) == sorted(t.qty for t in venue_fills)
+                assert stored["position"]["status"] == "closed"
+                assert service.supervisor.slot("lc-9").snapshot().positions == ()
 
 
 async def test_cancelling_a_resting_limit_order_cancels_it_on_the_venue(tmp_path: Path) -> None:
