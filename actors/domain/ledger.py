@@ -228,7 +228,7 @@ def _apply_fill(changes: Changes, execution: OrderExecution, order: OrderRecord,
     if opening:
         if position is None or not position.is_open:
             position = new_position(
-                position_id=order.position_id or f"{ctx.account_id}.{order.decision_id}",
+                position_id=_opened_position_id(order, fill.fill_id, ctx.account_id),
                 account_id=ctx.account_id, symbol=order.symbol, side=side,  # type: ignore[arg-type]
                 leverage=order.leverage or ctx.default_leverage, now=changes.now, opened_by=order.decision_id or "",
             )
@@ -268,6 +268,21 @@ def _apply_fill(changes: Changes, execution: OrderExecution, order: OrderRecord,
         quantity = filled + position.quantity
     return msgspec.structs.replace(order, filled_quantity=filled, avg_price=avg, cum_quote=cum_quote,
                                    fee=order.fee + fill.fee, quantity=quantity)
+
+
+def _opened_position_id(order: OrderRecord, fill_id: str, account_id: str) -> str:
+    """The id of the position a fill of ``order`` opens (no position of its symbol is open).
+
+    The order names the position it was planned for: its own (an entry that opens one) or the
+    one it adds to. When that one closed while the order was on its way, the fill opens the
+    decision's own position; when the order's earlier fills went to a position that has closed
+    since (a resting limit filling on), one named after the fill. A position id is never given to
+    a second position: the closed one keeps its record, and its protective orders their client ids."""
+    if order.filled_quantity > 0:
+        return f"{order.position_id or account_id}.{fill_id}"
+    if order.decision_id:
+        return f"{account_id}.{order.decision_id}"
+    return order.position_id or f"{account_id}.{order.id}"
 
 
 def _liquidation_order(changes: Changes, report: ExecutionReport, ctx: LedgerContext) -> OrderRecord | None:

@@ -106,6 +106,43 @@ def test_reports_out_of_order_still_add_up() -> None:
     assert changes.position("BTCUSDT").quantity == D("2")  # type: ignore[union-attr]
 
 
+def exit_order(order_id: str, qty: str) -> OrderRecord:
+    return OrderRecord(id=order_id, account_id="acct", decision_id=order_id.split(".")[0], position_id="acct.d1",
+                       symbol="BTCUSDT", side="SELL", type="MARKET", purpose="exit", reduce_only=True,
+                       quantity=D(qty), status="NEW", client_order_id=f"c-{order_id}", created_at=NOW, updated_at=NOW)
+
+
+def test_a_position_id_is_never_given_to_a_second_position() -> None:
+    """An entry planned as an add to a position that closes before it fills opens its decision's
+    own position; a resting entry that fills on after its position closed opens one named after
+    the fill. The closed position is never reopened under its id (its record and its protective
+    orders' client ids stay its own)."""
+    b = book()
+    changes = Changes(b, NOW)
+    changes.put_order(entry(b, qty="2"))
+    apply_reports(changes, [trade("c-d1.entry", "f1", "100", "1", "PARTIALLY_FILLED", "1")], CTX)
+    add = msgspec.structs.replace(entry(b, "d2.entry", qty="1"), decision_id="d2", position_id="acct.d1",
+                                  client_order_id="c-d2.entry")
+    changes.put_order(add)
+    changes.put_order(exit_order("x1.exit", "1"))
+    apply_reports(changes, [trade("c-x1.exit", "f2", "100", "1", "FILLED", "1")], CTX)
+    changes = committed(b, changes)
+    assert "BTCUSDT" not in b.positions  # acct.d1 closed
+
+    apply_reports(changes, [trade("c-d2.entry", "f3", "101", "1", "FILLED", "1")], CTX)  # the add, late
+    opened = changes.position("BTCUSDT")
+    assert opened is not None and opened.is_open and opened.id == "acct.d2"
+    assert [f.position_id for f in changes.fills] == ["acct.d2"]
+    changes.put_order(msgspec.structs.replace(exit_order("x2.exit", "1"), position_id="acct.d2"))
+    apply_reports(changes, [trade("c-x2.exit", "f4", "101", "1", "FILLED", "1")], CTX)
+    changes = committed(b, changes)
+
+    apply_reports(changes, [trade("c-d1.entry", "f5", "99", "1", "FILLED", "2")], CTX)  # the first entry fills on
+    again = changes.position("BTCUSDT")
+    assert again is not None and again.is_open and again.id == "acct.d1.f5"
+    assert (changes.order("d1.entry") or entry(b)).filled_quantity == D("2")
+
+
 def test_a_report_for_an_unknown_order_is_left_to_the_caller() -> None:
     b = book()
     changes = Changes(b, NOW)

@@ -143,9 +143,16 @@ async def test_live_load_with_crashes_kill_switches_and_duplicates(tmp_path: Pat
         try:
             placed = {cid for (cid,) in conn.execute(
                 "SELECT client_order_id FROM orders WHERE purpose = 'entry' AND venue_order_id IS NOT NULL")}
+            # ---- no answer left pending once the venue has decided its order and every fill is in
+            stuck = conn.execute(
+                "SELECT d.account_id, d.decision_id, o.status, o.filled_quantity FROM decisions d "
+                "JOIN orders o ON o.account_id = d.account_id AND o.decision_id = d.decision_id "
+                "WHERE d.status = 'pending' AND o.status IN ('FILLED', 'CANCELED', 'EXPIRED', 'REJECTED') "
+                "AND CAST(o.filled_quantity AS REAL) >= CAST(COALESCE(o.venue_filled, '0') AS REAL)").fetchall()
         finally:
             conn.close()
         assert placed == {cid for cid in counted if cid.startswith("en-")}
+        assert stuck == [], stuck
 
         # ---- no position without a stop-loss for longer than the deadline
         longest, worst = 0, ""
