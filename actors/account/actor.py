@@ -368,7 +368,8 @@ class AccountActor:
         finally:
             del self._tracked[order.id]
             for request in deferred:  # never dropped: what the venue said may have been missed
-                self.mailbox.post_venue(request)
+                if not self.mailbox.post_venue(request):
+                    self._reconcile_due = trio.current_time()  # the path is full: the next housekeeping
         if not _answered(execution):
             log.warning("account %s: no complete answer for %s %s within the wait: %s, filled %s of the venue's %s",
                         self.account_id, order.purpose, order.client_order_id, execution.order.status,

@@ -82,7 +82,7 @@ async def test_load_with_crashes_kill_switches_and_duplicates(tmp_path: Path, mo
             assert service.url is not None
             report = await run_load(
                 service.url, accounts=ACCOUNTS, decisions=DECISIONS, concurrency=CONCURRENCY, duration=150,
-                crash_rate=0.015, duplicate_rate=0.05, kill_switch_every=150, seed=20260101, progress=False,
+                crash_rate=0.015, duplicate_rate=0.08, kill_switch_every=150, seed=20260101, progress=False,
                 account_risk={"cooldown_seconds": COOLDOWN}, max_crashes_per_minute=4,
             )
             print(format_report(report))
