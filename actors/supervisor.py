@@ -32,7 +32,7 @@ from .execution import open_adapter
 from .logs import set_log_context
 from .market_data import MarketData
 from .messages import (
-    AccountCannotStart, AccountUnavailable, ActorCrashed, ActorState, CloseAll, DecisionConflict, Envelope, Reply, SubmitDecision,
+    AccountCannotStart, AccountUnavailable, ActorCrashed, ActorState, CloseAll, Envelope, Reply, SubmitDecision,
     TradingState, UnknownAccount,
 )
 from .persistence import Claim, Fenced, Persistence, Statement
@@ -381,10 +381,8 @@ class Supervisor:
         if decision is not None and (slot.gate is not None or (slot.status == "starting" and slot.settings.mode == "live")):
             raise AccountUnavailable(account_id, slot.gate or "reconciling with the venue before its first decision",
                                      retry_after=2)
-        if decision is not None:
-            queued = slot.mailbox.pending(decision[0])
-            if queued is not None and queued != decision[1]:  # the same id, in flight, other body
-                raise DecisionConflict(f"decision_id {decision[0]!r} is already in flight with a different body")
+        # the same id queued or in flight with another body is not refused here: which of the two
+        # bodies is the one stored (or about to be) only the account knows; it answers the other 409
         reply: Reply[Any] = Reply()
         try:
             slot.mailbox.offer(Envelope(msg=msg, reply=reply, enqueued_at=trio.current_time()), decision)

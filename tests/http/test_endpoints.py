@@ -15,6 +15,8 @@ import pytest
 import trio
 
 from actors.http.app import create_app
+from actors.http.decisions import parse_decision
+from actors.messages import DecisionConflict
 from actors.service import Service
 from tests.conftest import db_rows, decision
 
@@ -210,6 +212,22 @@ async def test_same_id_with_another_body_is_a_conflict(service: Service, client:
         orders = await rows(service, "SELECT id FROM orders WHERE decision_id = ?", ("idem-2",))
     assert_error(conflict, 409, "IDEMPOTENCY_CONFLICT", field="decision_id")
     assert stored.json() == original
+    assert len(orders) == 1
+
+
+async def test_a_resent_body_gets_its_stored_result_while_another_body_under_its_id_waits(
+        service: Service, client: httpx.AsyncClient) -> None:
+    """A stored decision's id sent again with another body, and, while that one waits in the
+    inbox, with its own body: the other body is the conflict (409), the own body gets the stored
+    result. Only the account, which knows what is stored, tells them apart."""
+    with trio.fail_after(BOUND):
+        original = await open_position(client, "idem-6", notional="300")
+        other = service.supervisor.submit("paper-1", parse_decision(json.dumps(decision("idem-6", notional="301")).encode()))
+        same = service.supervisor.submit("paper-1", parse_decision(json.dumps(decision("idem-6", notional="300")).encode()))
+        with pytest.raises(DecisionConflict):
+            await other.wait()
+        assert json.loads(await same.wait()) == original
+        orders = await rows(service, "SELECT id FROM orders WHERE decision_id = ?", ("idem-6",))
     assert len(orders) == 1
 
 
