@@ -12,6 +12,7 @@ decision), kill switches and duplicates. Besides the database invariants of the 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import Counter
 from decimal import Decimal
@@ -25,6 +26,8 @@ from actors.tools.loadtest import Ack, check_acknowledged, check_invariants, for
 from tests.conftest import make_settings
 from tests.fake_exchange import FakeExchange, open_fake_exchange
 
+#: the run's random draws; ``EXECD_LOAD_SEED`` runs the same load with others (a soak)
+SEED = int(os.environ.get("EXECD_LOAD_SEED", "20261201"))
 ACCOUNTS = 8
 DECISIONS = 500
 DEADLINE = 5.0  # protection_deadline_seconds
@@ -111,7 +114,7 @@ async def test_live_load_with_crashes_kill_switches_and_duplicates(tmp_path: Pat
                     await trio.sleep(0.05)
                 report = await run_load(
                     service.url, accounts=ACCOUNTS, decisions=DECISIONS, concurrency=16, duration=90,
-                    crash_rate=0.02, duplicate_rate=0.05, kill_switch_every=80, seed=20261201, progress=False,
+                    crash_rate=0.02, duplicate_rate=0.05, kill_switch_every=80, seed=SEED, progress=False,
                     account_prefix="live-", max_crashes_per_minute=6, protection_rate=1.0,
                 )
                 print(format_report(report))

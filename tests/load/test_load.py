@@ -10,6 +10,7 @@ two accounts, and a conflicting body answered 202.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,8 @@ from actors.tools.loadtest import check_acknowledged, check_invariants, format_r
 from actors.service import Service, run_service
 from tests.conftest import TEST_SETTINGS, make_settings
 
+#: the run's random draws; ``EXECD_LOAD_SEED`` runs the same load with others (a soak)
+SEED = int(os.environ.get("EXECD_LOAD_SEED", "20260101"))
 ACCOUNTS = 200  # load-0 .. load-199
 IN_SETTINGS = 180  # listed in the settings file; run_load creates the other 20 over HTTP
 COOLDOWN = 0.2
@@ -82,7 +85,7 @@ async def test_load_with_crashes_kill_switches_and_duplicates(tmp_path: Path, mo
             assert service.url is not None
             report = await run_load(
                 service.url, accounts=ACCOUNTS, decisions=DECISIONS, concurrency=CONCURRENCY, duration=150,
-                crash_rate=0.015, duplicate_rate=0.08, kill_switch_every=150, seed=20260101, progress=False,
+                crash_rate=0.015, duplicate_rate=0.08, kill_switch_every=150, seed=SEED, progress=False,
                 account_risk={"cooldown_seconds": COOLDOWN}, max_crashes_per_minute=4,
             )
             print(format_report(report))
