@@ -515,7 +515,9 @@ class AccountActor:
             raise CommandRefused("NO_POSITION", f"no open {msg.symbol} position to protect")
         quote = self.ctx.market.quote(msg.symbol)
         mark = quote.mark_price if quote is not None else position.entry_price
-        problem = tpsl_problem(position.side, mark, msg.take_profit, msg.stop_loss)
+        instrument = self.ctx.market.instrument(msg.symbol)
+        problem = tpsl_problem(position.side, mark, msg.take_profit, msg.stop_loss, price_bounds=(
+            (instrument.filters.min_price, instrument.filters.max_price) if instrument is not None else None))
         if problem:
             raise CommandRefused("INVALID_TPSL", problem)
         changes = self.changes()

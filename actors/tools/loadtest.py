@@ -49,6 +49,8 @@ from .loadtest_checks import check_acknowledged, check_invariants
 from .loadtest_report import Ack, LoadReport, format_report
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+#: protective levels that never trigger, within the venues' price filters: (below, above) the market
+FAR_LEVELS = {"BTCUSDT": ("300", "900000"), "ETHUSDT": ("40", "900000"), "SOLUSDT": ("0.5", "900000")}
 #: Risk overrides of the accounts this tool creates: a short cooldown, so that a load run trades
 #: (the shipped default of 30 s would reject nearly every open) while cooldowns are still hit.
 DEFAULT_ACCOUNT_RISK: dict[str, Any] = {"cooldown_seconds": 0.5}
@@ -99,8 +101,10 @@ class DecisionMaker:
         body = {"decision_id": decision_id, "symbol": symbol, "action": "open", "side": side,
                 "notional": str(rng.choice((20, 50, 100, 150, 250, 400))), "leverage": leverage}
         if rng.random() < self.protection_rate:  # far protective orders: placed, moved, cancelled, never triggered
-            body["stop_loss"] = "1" if side == "long" else "100000000"
-            body["take_profit"] = "100000000" if side == "long" else "1"
+            # (within each symbol's price filter on the venues: BTC's minimum price is 261.10)
+            low, high = FAR_LEVELS[symbol]
+            body["stop_loss"] = low if side == "long" else high
+            body["take_profit"] = high if side == "long" else low
         return body
 
 

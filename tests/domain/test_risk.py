@@ -510,6 +510,20 @@ def test_tpsl_of_a_limit_order_is_checked_against_its_price() -> None:
     assert run(good).accepted
 
 
+def test_tpsl_outside_the_venues_price_filter_is_refused_before_anything_trades() -> None:
+    """A level the venue's price filter refuses would be refused after the entry filled (the
+    position then closed again, unprotected, at a cost): the gate refuses the decision instead."""
+    bounded = msgspec.structs.replace(instrument(), filters=msgspec.structs.replace(
+        instrument().filters, min_price=D("10"), max_price=D("1000")))
+    mkt = MarketView(instrument=bounded, quote=quote())
+    assert_rejected(run(open_(take_profit=D("1000.01"), stop_loss=D("50")), mkt=mkt), "INVALID_TPSL", "tpsl",
+                    "take_profit 1000.01 is above the venue's maximum price 1000")
+    assert_rejected(run(open_(side="short", take_profit=D("5"), stop_loss=D("150")), mkt=mkt), "INVALID_TPSL",
+                    "tpsl", "take_profit 5 is below the venue's minimum price 10")
+    assert run(open_(take_profit=D("1000"), stop_loss=D("10")), mkt=mkt).accepted  # the bounds themselves
+    assert run(open_(take_profit=D("5000"), stop_loss=D("1"))).accepted  # no filter bounds: none applied
+
+
 def test_tpsl_on_an_increase_is_checked_against_the_mark() -> None:
     acct = account(positions=(pos(entry="50"),))
     verdict = run(open_(take_profit=D("90")), acct=acct)  # above the entry, below the mark

@@ -1,12 +1,13 @@
 """The load test on live accounts: the real service in-process on a loopback port, live accounts on
-the fake exchange (Binance dialect: signed REST, Algo Order API, user-data streams), concurrent
+the fake exchange in each venue's dialect (signed REST, user-data streams; Binance's protective
+orders on its Algo Order API, AsterDEX's among the ordinary orders), concurrent
 HTTP clients, injected actor crashes (each restart reconciles with the venue before its next
 decision), kill switches and duplicates. Besides the database invariants of the paper load test:
 
 * no entry twice on the venue: every order the venue accepted has a client id of its own, and the
   venue accepted exactly the entries the database holds as placed;
 * no position without a stop-loss for longer than the protection deadline, read from the venue's
-  own records (its trades and its algo orders, on its clock);
+  own records (its trades and its stop orders, on its clock);
 * the book agrees with the venue: the same positions, at the end.
 """
 
@@ -28,6 +29,9 @@ from tests.fake_exchange import FakeExchange, open_fake_exchange
 
 #: the run's random draws; ``EXECD_LOAD_SEED`` runs the same load with others (a soak)
 SEED = int(os.environ.get("EXECD_LOAD_SEED", "20261201"))
+#: the venues' dialects (``EXECD_LOAD_FLAVOUR`` runs one of them only)
+FLAVOURS = [os.environ["EXECD_LOAD_FLAVOUR"]] if os.environ.get("EXECD_LOAD_FLAVOUR") else ["binance", "aster"]
+VENUES = {"binance": "binance-usdm", "aster": "asterdex"}
 ACCOUNTS = 8
 DECISIONS = 500
 DEADLINE = 5.0  # protection_deadline_seconds
@@ -35,14 +39,15 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
 
 def settings_text(fake: FakeExchange) -> str:
+    venue = VENUES[fake.flavour]
     accounts = "\n".join(
-        f"  - {{id: live-{n}, mode: live, venue: binance-usdm, protection_deadline_seconds: {DEADLINE},"
+        f"  - {{id: live-{n}, mode: live, venue: {venue}, protection_deadline_seconds: {DEADLINE},"
         f" credentials: {{api_key_env: LL{n}_KEY, api_secret_env: LL{n}_SECRET}}}}" for n in range(ACCOUNTS))
     return f"""
 server: {{host: 127.0.0.1, port: 0, request_timeout_seconds: 2, shutdown_grace_seconds: 5}}
 database: {{path: unused.sqlite3}}
 venues:
-  binance-usdm: {{rest_url: "{fake.rest_url}", ws_url: "{fake.ws_url}", symbols: [{", ".join(SYMBOLS)}],
+  {venue}: {{rest_url: "{fake.rest_url}", ws_url: "{fake.ws_url}", symbols: [{", ".join(SYMBOLS)}],
                  stale_after_seconds: 5, poll_interval_seconds: 0.5, request_timeout_seconds: 2,
                  recv_window_ms: 2000, settle_margin_seconds: 0.3, user_stream_reconnect_seconds: 0.05,
                  reconcile_interval_seconds: 10}}
@@ -69,11 +74,18 @@ def unprotected_spells(fake: FakeExchange, account: str, symbol: str, end_ms: in
     events: list[tuple[int, int, str, object]] = []
     for trade in fake.trades(account, symbol):
         events.append((trade.time_ms, 1, "trade", trade.qty if trade.side == "BUY" else -trade.qty))
-    for algo in fake.algo_orders(account):
-        if algo.symbol == symbol and algo.order_type == "STOP_MARKET":
-            events.append((algo.create_ms, 0, "on", algo.algo_id))
-            if algo.status != "NEW":
-                events.append((algo.update_ms, 2, "off", algo.algo_id))
+    if fake.flavour == "binance":  # stop-losses are algo orders
+        for algo in fake.algo_orders(account):
+            if algo.symbol == symbol and algo.order_type == "STOP_MARKET":
+                events.append((algo.create_ms, 0, "on", algo.algo_id))
+                if algo.status != "NEW":
+                    events.append((algo.update_ms, 2, "off", algo.algo_id))
+    else:  # AsterDEX keeps them among the ordinary orders
+        for order in fake.orders(account, symbol=symbol):
+            if order.orig_type == "STOP_MARKET":
+                events.append((order.time_ms, 0, "on", order.order_id))
+                if order.status != "NEW":
+                    events.append((order.update_ms, 2, "off", order.order_id))
     events.sort(key=lambda e: (e[0], e[1]))
     net, working, spells, since = Decimal(0), set(), [], None
     for at, _, kind, value in events:
@@ -95,10 +107,11 @@ def unprotected_spells(fake: FakeExchange, account: str, symbol: str, end_ms: in
 
 
 @pytest.mark.slow
-async def test_live_load_with_crashes_kill_switches_and_duplicates(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_live_load_with_crashes_kill_switches_and_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  flavour: str) -> None:
     monkeypatch.setenv("EXECD_TEST_FAULTS", "1")  # mounts the actor-crash endpoint
-    async with open_fake_exchange(flavour="binance") as fake:
+    async with open_fake_exchange(flavour=flavour) as fake:
         for n in range(ACCOUNTS):
             account = fake.add_account(f"live-{n}", wallet="1000000")
             monkeypatch.setenv(f"LL{n}_KEY", account.api_key)
