@@ -440,8 +440,8 @@ class AccountActor:
             cancelled: list[str] = []
             closed: list[dict[str, Any]] = []
             failed: list[dict[str, Any]] = []
-            if self.reconciliation is not None:  # orders in flight: what became of them, first
-                for order in [o for o in self.book.orders.values() if o.status == "PENDING_NEW"]:
+            if self.reconciliation is not None:  # what became of them, first: flatten what the venue holds
+                for order in self.book.unsettled_orders():
                     try:
                         await reconcile.settle(self, changes, order, self.now())
                     except VenueIOError as exc:
@@ -482,6 +482,8 @@ class AccountActor:
             await cancel_all([o for o in changes.open_orders() if o.is_protective and o.position_id not in open_ids])
             changes.emit(CloseAllDone(reason=reason, cancelled=cancelled, closed=closed))
             await self.commit(changes)
+            if self.reconciliation is not None:  # the venue's word on what is left, at the next housekeeping
+                self._reconcile_due = trio.current_time()
             return {"account_id": self.account_id, "cancelled_orders": cancelled, "closed_positions": closed,
                     "failed": failed}
 

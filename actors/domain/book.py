@@ -148,6 +148,12 @@ class AccountBook:
             return self.orders.get(order_id)
         return self.terminal.get(client_order_id)
 
+    def unsettled_orders(self) -> list[OrderRecord]:
+        """Orders in flight (the venue's answer awaited), and orders the venue finished whose
+        fills are not all in: what the venue holds may differ from the book by their fills."""
+        return [*(o for o in self.orders.values() if o.status == "PENDING_NEW"),
+                *(o for o in self.terminal.values() if not o.settled)]
+
     def protective_orders(self, position_id: str) -> list[OrderRecord]:
         return [o for o in self.orders.values() if o.position_id == position_id and o.is_protective]
 

@@ -151,6 +151,52 @@ async def test_a_close_that_a_close_all_interrupts_before_its_fills_arrive_is_se
                 assert service.supervisor.slot("lc-9").snapshot().positions == ()
 
 
+async def test_close_all_flattens_what_an_entry_filled_on_the_venue_before_its_fills_arrived(
+        tmp_path: Path) -> None:
+    """An increase the venue filled while the user stream was down and ``userTrades`` failed: the
+    book has the order FILLED, its fills not yet in, the position at its old size. A close-all then
+    asks the venue about that order first, so it flattens the whole position the venue holds, not
+    the part the book knew (the rest would be left without its stop-loss, which close-all cancels)."""
+    async with open_fake_exchange(flavour="binance") as fake:
+        market(fake)
+        accounts = hmac_account(fake, "lc-10", prefix="LC10")
+        with trio.fail_after(BOUND):
+            async with live_service(tmp_path, fake, accounts) as (service, client):
+                actor = service.supervisor.slot("lc-10").actor
+                assert actor is not None
+                adapter = actor.adapter
+                await wait_until(lambda: adapter.stream_connected)
+                await open_position(client, "lc-10", "o-1", stop_loss="59000", take_profit="62000")
+                fake.refuse_websockets(10**6)
+                fake.drop_user_streams()
+                await wait_until(lambda: not adapter.stream_connected)
+                fake.fail_next(10**6, status=500, path="/fapi/v1/userTrades")
+                answered: dict[str, Any] = {}
+
+                async def increase() -> None:
+                    answered["add"] = await client.post("/v1/accounts/lc-10/decisions", json=decision(
+                        "o-2", stop_loss="59000", take_profit="62000"))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(increase)
+                    await wait_until(lambda: [e.order.status for e in actor._tracked.values()] == ["FILLED"])
+                    assert fake.position("lc-10", "BTCUSDT").amount == D("0.2")
+                    fake.clear_faults()  # the stream comes back without the trade; userTrades answers again
+                    await wait_until(lambda: db_rows(service, "SELECT status FROM orders WHERE id = 'o-2.entry'")
+                                     == [("FILLED",)])
+                    closed_all = await client.post("/v1/accounts/lc-10/close-all", json={"reason": "operator"})
+                    assert closed_all.status_code == 200, closed_all.text
+                body = closed_all.json()
+                assert fake.position("lc-10", "BTCUSDT").amount == 0, body
+                assert [D(p["quantity"]) for p in body["closed_positions"]] == [D("0.2")], body
+                assert body["failed"] == []
+                await wait_until(lambda: working_protection(fake, "lc-10") == {})  # nothing left armed
+                assert answered["add"].status_code == 200
+                stored = (await client.get("/v1/accounts/lc-10/decisions/o-2")).json()
+                assert stored["status"] == "filled" and sum(D(f["quantity"]) for f in stored["fills"]) == D("0.1")
+                assert service.supervisor.slot("lc-10").snapshot().positions == ()
+
+
 async def test_cancelling_a_resting_limit_order_cancels_it_on_the_venue(tmp_path: Path) -> None:
     async with open_fake_exchange(flavour="binance") as fake:
         market(fake)
