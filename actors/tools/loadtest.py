@@ -135,6 +135,7 @@ class _Load:
         self.crash_times: dict[str, list[float]] = defaultdict(list)
         self.halted: dict[str, int] = {}  # account -> decision count at which to resume
         self.kill_switches = 0
+        self.crash_credit = 0.0
 
     # ---- decisions
 
@@ -284,9 +285,12 @@ class _Load:
     # ---- faults and kill switches
 
     async def maybe_crash(self, client: Any, account: str) -> None:
-
-        if self.crash_rate <= 0 or self.rng.random() >= self.crash_rate:
+        # as many crashes as the rate says, evenly spread: a short run throws them whatever the
+        # interleaving of the client tasks does to the random draws (which account stays random)
+        self.crash_credit += self.crash_rate
+        if self.crash_rate <= 0 or self.crash_credit < 1:
             return
+        self.crash_credit -= 1
         now = time.monotonic()
         recent = [t for t in self.crash_times[account] if t > now - 60]
         if len(recent) >= self.max_crashes_per_minute:  # stay under the restart intensity

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import trio
 
+from actors.service import Service
 from tests.conftest import db_rows
-from tests.fake_exchange import open_fake_exchange
+from tests.fake_exchange import FakeExchange, open_fake_exchange
 from tests.live.support import (
     BOUND, decision, hmac_account, live_service, market, open_position, wait_until, working_protection,
 )
@@ -98,48 +100,52 @@ async def test_close_all_cancels_resting_orders_and_flattens_on_the_venue(tmp_pa
                 assert snapshot.positions == () and snapshot.orders == ()
 
 
+async def close_all_while_fills_are_out(service: Service, client: httpx.AsyncClient, fake: FakeExchange,
+                                        account: str, body: dict[str, Any], order_id: str
+                                        ) -> tuple[httpx.Response, httpx.Response]:
+    """Send ``body`` to ``account`` while the user stream is down and ``userTrades`` fails: the
+    venue fills its order, the decision holds FILLED with no fill listed and waits for them. The
+    stream comes back (without the trade, sent while it was away), which makes that answer
+    durable; then a close-all interrupts the decision. Returns (the decision's answer, close-all's)."""
+    actor = service.supervisor.slot(account).actor
+    assert actor is not None
+    await wait_until(lambda: actor.adapter.stream_connected)  # type: ignore[attr-defined]
+    fake.refuse_websockets(10**6)
+    fake.drop_user_streams()
+    await wait_until(lambda: not actor.adapter.stream_connected)  # type: ignore[attr-defined]
+    fake.fail_next(10**6, status=500, path="/fapi/v1/userTrades")
+    answered: list[httpx.Response] = []
+
+    async def send() -> None:
+        answered.append(await client.post(f"/v1/accounts/{account}/decisions", json=body))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        await wait_until(lambda: [e.order.status for e in actor._tracked.values()] == ["FILLED"])
+        fake.clear_faults()  # the stream reconnects; userTrades answers again
+        await wait_until(lambda: db_rows(service, "SELECT status FROM orders WHERE id = ?", (order_id,))
+                         == [("FILLED",)])
+        assert actor._tracked, "the decision still waits for its fills"
+        closed_all = await client.post(f"/v1/accounts/{account}/close-all", json={"reason": "operator"})
+        assert closed_all.status_code == 200, closed_all.text
+    return answered[0], closed_all
+
+
 async def test_a_close_that_a_close_all_interrupts_before_its_fills_arrive_is_settled_when_they_do(
         tmp_path: Path) -> None:
-    """The venue filled the close while the user stream was down and ``userTrades`` failed: the
-    decision holds the venue's FILLED with no fill listed and waits for them. The stream comes back
-    (without the trade, sent while it was away), which makes that answer durable and calls for a
-    reconciliation; then a close-all interrupts the decision, which is answered ``pending``. The
-    reconciliation finds the fill, and the stored result becomes ``filled`` with it: a decision
-    left pending forever would hide a closed position from the engine."""
+    """The close's decision is answered ``pending``; the reconciliation that the stream's return
+    calls for finds the fill, and the stored result becomes ``filled`` with it: a decision left
+    pending forever would hide a closed position from the engine."""
     async with open_fake_exchange(flavour="binance") as fake:
         market(fake)
         accounts = hmac_account(fake, "lc-9", prefix="LC9")
         with trio.fail_after(BOUND):
             async with live_service(tmp_path, fake, accounts) as (service, client):
-                actor = service.supervisor.slot("lc-9").actor
-                assert actor is not None
-                adapter = actor.adapter
-                await wait_until(lambda: adapter.stream_connected)
                 await open_position(client, "lc-9", "o-1", stop_loss="59000", take_profit="62000")
-                fake.refuse_websockets(10**6)
-                fake.drop_user_streams()
-                await wait_until(lambda: not adapter.stream_connected)
-                fake.fail_next(10**6, status=500, path="/fapi/v1/userTrades")
-                answered: dict[str, Any] = {}
-
-                async def close() -> None:
-                    answered["close"] = await client.post("/v1/accounts/lc-9/decisions", json={
-                        "decision_id": "c-1", "symbol": "BTCUSDT", "action": "close"})
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(close)
-                    # the venue answered FILLED, userTrades failed: the decision waits for the fills
-                    await wait_until(lambda: [e.order.status for e in actor._tracked.values()] == ["FILLED"])
-                    assert fake.position("lc-9", "BTCUSDT").amount == 0
-                    fake.clear_faults()  # the stream reconnects: the answer so far becomes durable
-                    await wait_until(lambda: db_rows(service, "SELECT status FROM orders WHERE id = 'c-1.exit'")
-                                     == [("FILLED",)])
-                    assert actor._tracked, "the decision still waits for its fills"
-                    closed_all = await client.post("/v1/accounts/lc-9/close-all", json={"reason": "operator"})
-                    assert closed_all.status_code == 200, closed_all.text
-                assert answered["close"].status_code == 200, answered["close"].text
-                assert answered["close"].json()["status"] == "pending"
-
+                answer, _ = await close_all_while_fills_are_out(service, client, fake, "lc-9", {
+                    "decision_id": "c-1", "symbol": "BTCUSDT", "action": "close"}, "c-1.exit")
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["status"] == "pending"
                 stored: dict[str, Any] = {}
                 while stored.get("status", "pending") == "pending":  # the reconciliation settles it
                     await trio.sleep(0.05)
@@ -148,50 +154,31 @@ async def test_a_close_that_a_close_all_interrupts_before_its_fills_arrive_is_se
                 venue_fills = [t for t in fake.trades("lc-9") if t.side == "SELL"]
                 assert sorted(D(f["quantity"]) for f in stored["fills"]) == sorted(t.qty for t in venue_fills)
                 assert stored["position"]["status"] == "closed"
+                assert fake.position("lc-9", "BTCUSDT").amount == 0
                 assert service.supervisor.slot("lc-9").snapshot().positions == ()
 
 
 async def test_close_all_flattens_what_an_entry_filled_on_the_venue_before_its_fills_arrived(
         tmp_path: Path) -> None:
-    """An increase the venue filled while the user stream was down and ``userTrades`` failed: the
-    book has the order FILLED, its fills not yet in, the position at its old size. A close-all then
-    asks the venue about that order first, so it flattens the whole position the venue holds, not
-    the part the book knew (the rest would be left without its stop-loss, which close-all cancels)."""
+    """An increase the venue filled, its fills not yet in: the book has the position at its old
+    size. Close-all asks the venue about that order first, so it flattens the whole position the
+    venue holds, not the part the book knew (the rest would be left without its stop-loss, which
+    close-all cancels)."""
     async with open_fake_exchange(flavour="binance") as fake:
         market(fake)
         accounts = hmac_account(fake, "lc-10", prefix="LC10")
         with trio.fail_after(BOUND):
             async with live_service(tmp_path, fake, accounts) as (service, client):
-                actor = service.supervisor.slot("lc-10").actor
-                assert actor is not None
-                adapter = actor.adapter
-                await wait_until(lambda: adapter.stream_connected)
                 await open_position(client, "lc-10", "o-1", stop_loss="59000", take_profit="62000")
-                fake.refuse_websockets(10**6)
-                fake.drop_user_streams()
-                await wait_until(lambda: not adapter.stream_connected)
-                fake.fail_next(10**6, status=500, path="/fapi/v1/userTrades")
-                answered: dict[str, Any] = {}
-
-                async def increase() -> None:
-                    answered["add"] = await client.post("/v1/accounts/lc-10/decisions", json=decision(
-                        "o-2", stop_loss="59000", take_profit="62000"))
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(increase)
-                    await wait_until(lambda: [e.order.status for e in actor._tracked.values()] == ["FILLED"])
-                    assert fake.position("lc-10", "BTCUSDT").amount == D("0.2")
-                    fake.clear_faults()  # the stream comes back without the trade; userTrades answers again
-                    await wait_until(lambda: db_rows(service, "SELECT status FROM orders WHERE id = 'o-2.entry'")
-                                     == [("FILLED",)])
-                    closed_all = await client.post("/v1/accounts/lc-10/close-all", json={"reason": "operator"})
-                    assert closed_all.status_code == 200, closed_all.text
+                answer, closed_all = await close_all_while_fills_are_out(
+                    service, client, fake, "lc-10", decision("o-2", stop_loss="59000", take_profit="62000"),
+                    "o-2.entry")
                 body = closed_all.json()
                 assert fake.position("lc-10", "BTCUSDT").amount == 0, body
                 assert [D(p["quantity"]) for p in body["closed_positions"]] == [D("0.2")], body
                 assert body["failed"] == []
                 await wait_until(lambda: working_protection(fake, "lc-10") == {})  # nothing left armed
-                assert answered["add"].status_code == 200
+                assert answer.status_code == 200, answer.text
                 stored = (await client.get("/v1/accounts/lc-10/decisions/o-2")).json()
                 assert stored["status"] == "filled" and sum(D(f["quantity"]) for f in stored["fills"]) == D("0.1")
                 assert service.supervisor.slot("lc-10").snapshot().positions == ()
