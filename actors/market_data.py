@@ -70,6 +70,8 @@ class MarketData:
         self.status = FeedHealth()
         self.counters: Counter[str] = Counter()
         self.rest_stats: Any = None  # a live source's REST client counters (RestStats), for the metrics
+        #: the REQUEST_WEIGHT per minute the venue's exchangeInfo states (None: not stated, or no venue)
+        self.request_weight_per_minute: int | None = None
         self.ready = trio.Event()
         # symbols on demand (live venues; see serve_on_demand)
         self.on_demand = False

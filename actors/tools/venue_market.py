@@ -100,11 +100,12 @@ def to_levels(levels: Iterable[Sequence[Any]]) -> list[Level]:
 # -- REST payloads ------------------------------------------------------------------------------
 
 
-def exchange_info(flavour: Flavour, specs: Iterable[SymbolSpec], server_time_ms: int) -> dict[str, Any]:
+def exchange_info(flavour: Flavour, specs: Iterable[SymbolSpec], server_time_ms: int, *,
+                  weight_limit: int = 2400) -> dict[str, Any]:
     return {
         "exchangeFilters": [],
         "rateLimits": [
-            {"interval": "MINUTE", "intervalNum": 1, "limit": 2400, "rateLimitType": "REQUEST_WEIGHT"},
+            {"interval": "MINUTE", "intervalNum": 1, "limit": weight_limit, "rateLimitType": "REQUEST_WEIGHT"},
             {"interval": "MINUTE", "intervalNum": 1, "limit": 1200, "rateLimitType": "ORDERS"},
         ],
         "serverTime": server_time_ms,

@@ -136,7 +136,9 @@ def live_source(name: str, venue: LiveVenueSettings, clock: ServiceClock, *, tra
             brackets = None
             if venue.leverage_brackets:
                 brackets = parse_leverage_brackets(Path(venue.leverage_brackets).read_bytes())
-            instruments = build_instruments(await rest.exchange_info(), brackets, profile=profile)
+            info = await rest.exchange_info()
+            board.request_weight_per_minute = info.request_weight_per_minute  # the accounts' limiter adopts it
+            instruments = build_instruments(info, brackets, profile=profile)
             board.set_instruments(instruments)
             unknown = [s for s in venue.symbols if s not in instruments]
             if unknown:

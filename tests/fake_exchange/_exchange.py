@@ -113,6 +113,8 @@ class FakeExchange(PublicRoutes, MarketWebsockets, TradingFacade):
         self.rest_url = ""
         self.ws_url = ""
         self.max_streams = 200 if flavour == "aster" else 1024
+        #: the request weight per minute exchangeInfo announces (the venues' own: 2400)
+        self.weight_limit = 2400
         self._nursery = nursery
         self._faults = _Faults()
         self._write_faults = WriteFaults()
@@ -166,7 +168,8 @@ class FakeExchange(PublicRoutes, MarketWebsockets, TradingFacade):
 
     def exchange_info(self) -> dict[str, Any]:
         """The exchangeInfo payload this fake serves (official shape of its flavour)."""
-        return market.exchange_info(self.flavour, self.state.specs.values(), self.server_ms())
+        return market.exchange_info(self.flavour, self.state.specs.values(), self.server_ms(),
+                                    weight_limit=self.weight_limit)
 
     def set_book(self, symbol: str, bids: Iterable[Sequence[Any]], asks: Iterable[Sequence[Any]]) -> None:
         """Replace the book of ``symbol``; levels are (price, quantity), best first.

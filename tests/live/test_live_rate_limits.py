@@ -97,3 +97,16 @@ async def away_from_the_minute_boundary(fake: FakeExchange) -> None:
     if fake.clock() % 60 > 50:
         await wait_until(lambda: int(fake.clock() // 60) != minute, step=0.1)
 
+
+
+async def test_the_accounts_share_the_request_weight_the_venue_states(tmp_path: Path) -> None:
+    """The budget the live accounts of a venue share is the REQUEST_WEIGHT per minute the venue's
+    exchangeInfo states, not the profile's default (2400)."""
+    async with open_fake_exchange(flavour="binance") as fake:
+        market(fake)
+        fake.weight_limit = 6000
+        accounts = hmac_account(fake, "rl-w", prefix="RLW")
+        with trio.fail_after(BOUND):
+            async with live_service(tmp_path, fake, accounts) as (service, _client):
+                limiter = service.supervisor.limiters["binance-usdm"]
+                assert limiter.statistics(trio.current_time()).weight_limit == 6000

@@ -117,6 +117,9 @@ async def test_live_load_with_crashes_kill_switches_and_duplicates(tmp_path: Pat
             monkeypatch.setenv(f"LL{n}_KEY", account.api_key)
             monkeypatch.setenv(f"LL{n}_SECRET", account.api_secret)
         fake.start_ticker(0.25)  # market data on the websockets: no REST polling eats the weight budget
+        # eight accounts' restarts, close-alls and passes on one IP: a budget the size of a busier
+        # IP's (the test waits for two passes per account at the end; the budget has its own tests)
+        fake.weight_limit = 12000
         settings = make_settings(tmp_path, settings_text(fake))
         db = settings.database.path
         with trio.fail_after(150):
