@@ -105,6 +105,9 @@ async def _decide(actor: AccountActor, msg: SubmitDecision) -> bytes:
     cancelled = work is not None and work.cancelled_caught
     if cancelled:  # by an emergency close-all
         if write_ahead:  # the intent is durable and may have reached the venue: it stays pending
+            # what the venue said meanwhile (the order's answer, fills taken from the user stream)
+            # is its truth: committed, not dropped with the interrupted work
+            await actor.commit(changes)
             order = actor.book.orders.get(planned.order.id)  # committed: still open, or settled since
             if order is not None:
                 actor.pending_orders.add(order.id)  # settled with its order (close-all asks the venue)
