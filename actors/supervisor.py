@@ -209,9 +209,9 @@ class Supervisor:
             profile = get_profile(account.venue, getattr(venue, "rest_url", None), getattr(venue, "ws_url", None))
             limiter = self.limiters[account.venue] = VenueLimiter.for_profile(
                 profile, getattr(venue, "rate_limits", None))
-            stated = self.markets[account.venue].request_weight_per_minute if account.venue in self.markets else None
-            if stated:  # the venue's own figure (exchangeInfo) over the profile's default
-                limiter.adopt_weight_limit(stated)
+            board = self.markets.get(account.venue)
+            if board is not None and board.request_weight_per_minute:  # the venue's own figure (exchangeInfo)
+                limiter.adopt_weight_limit(board.request_weight_per_minute)
         return limiter
     async def _supervise_in_scope(self, slot: AccountSlot, *,
                                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

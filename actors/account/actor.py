@@ -518,8 +518,8 @@ class AccountActor:
         quote = self.ctx.market.quote(msg.symbol)
         mark = quote.mark_price if quote is not None else position.entry_price
         instrument = self.ctx.market.instrument(msg.symbol)
-        problem = tpsl_problem(position.side, mark, msg.take_profit, msg.stop_loss, price_bounds=(
-            (instrument.filters.min_price, instrument.filters.max_price) if instrument is not None else None))
+        problem = tpsl_problem(position.side, mark, msg.take_profit, msg.stop_loss,
+                               filters=instrument.filters if instrument is not None else None)
         if problem:
             raise CommandRefused("INVALID_TPSL", problem)
         changes = self.changes()

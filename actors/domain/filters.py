@@ -7,10 +7,11 @@ would send (codes from the AsterDEX / Binance USDⓈ-M error lists).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 import msgspec
 
-from .market import Instrument, OrderSide
+from .market import Instrument, OrderSide, SymbolFilters
 from .money import fmt, is_multiple
 
 
@@ -43,13 +44,23 @@ def check_quantity(instrument: Instrument, quantity: Decimal, *, market: bool) -
     return None
 
 
+def price_bound_crossed(f: SymbolFilters, price: Decimal) -> Literal["minimum", "maximum"] | None:
+    """Which bound of PRICE_FILTER ``price`` lies beyond, if any (a bound of 0 is none)."""
+    if f.min_price and price < f.min_price:
+        return "minimum"
+    if f.max_price and price > f.max_price:
+        return "maximum"
+    return None
+
+
 def check_price(instrument: Instrument, price: Decimal, *, side: OrderSide, mark: Decimal) -> VenueReject | None:
     f = instrument.filters
     if price <= 0:
         return VenueReject(-4006, "Price less than or equal to zero.")
-    if f.min_price and price < f.min_price:
+    crossed = price_bound_crossed(f, price)
+    if crossed == "minimum":
         return VenueReject(-4013, f"Price less than minimum price {fmt(f.min_price)}.")
-    if f.max_price and price > f.max_price:
+    if crossed == "maximum":
         return VenueReject(-4016, f"Price greater than maximum price {fmt(f.max_price)}.")
     if not is_multiple(price - (f.min_price or 0), f.tick_size):
         return VenueReject(-4014, f"Price not increased by tick size {fmt(f.tick_size)}.")

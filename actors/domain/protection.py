@@ -16,6 +16,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
+from .filters import price_bound_crossed
+from .market import SymbolFilters
 from .money import fmt8
 
 Direction = Literal["above", "below"]
@@ -37,20 +39,19 @@ def is_crossed(direction: str, threshold: Decimal, price: Decimal) -> bool:
 
 
 def tpsl_problem(side: str, reference: Decimal | None, take_profit: Decimal | None, stop_loss: Decimal | None,
-                 *, reference_name: str = "mark", price_bounds: tuple[Decimal, Decimal] | None = None) -> str | None:
+                 *, reference_name: str = "mark", filters: SymbolFilters | None = None) -> str | None:
     """What is wrong with these levels for a ``side`` position, or None when they are valid.
 
-    ``price_bounds``: the venue's (minimum, maximum) price for the symbol (0: none). A level
-    outside them is one the venue would refuse, after the entry filled: the position would be
-    closed again, unprotected, at a cost."""
+    ``filters``: the symbol's on the venue. A level beyond its price bounds is one the venue would
+    refuse, after the entry filled: the position would be closed again, unprotected, at a cost."""
     long = side == "long"
-    if price_bounds is not None:
-        low, high = price_bounds
+    if filters is not None:
         for name, level in (("take_profit", take_profit), ("stop_loss", stop_loss)):
-            if level is not None and low and level < low:
-                return f"{name} {fmt8(level)} is below the venue's minimum price {fmt8(low)}"
-            if level is not None and high and level > high:
-                return f"{name} {fmt8(level)} is above the venue's maximum price {fmt8(high)}"
+            crossed = price_bound_crossed(filters, level) if level is not None else None
+            if crossed == "minimum":
+                return f"{name} {fmt8(level)} is below the venue's minimum price {fmt8(filters.min_price)}"
+            if crossed == "maximum":
+                return f"{name} {fmt8(level)} is above the venue's maximum price {fmt8(filters.max_price)}"
     if take_profit is not None and stop_loss is not None and (stop_loss >= take_profit if long
                                                               else stop_loss <= take_profit):
         relation = "below" if long else "above"

@@ -266,8 +266,8 @@ def check_tpsl(c: _Ctx) -> _Outcome:
         "reference": f"{_num(ref)} ({ref_name})" if ref is not None else "unavailable",
     }
     instrument = c.market.instrument
-    bounds = (instrument.filters.min_price, instrument.filters.max_price) if instrument is not None else None
-    problem = tpsl_problem(str(d.side), ref, tp, sl, reference_name=ref_name, price_bounds=bounds)
+    problem = tpsl_problem(str(d.side), ref, tp, sl, reference_name=ref_name,
+                           filters=instrument.filters if instrument is not None else None)
     if problem is not None:
         return _fail("INVALID_TPSL", problem, **detail)
     return _ok(**detail)
